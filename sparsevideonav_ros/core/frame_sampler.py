@@ -1,0 +1,80 @@
+"""Decimate a camera stream to the policy's frame rate (4 FPS by default).
+
+The policy was trained on frames spaced 1/rate_hz apart, so frames are picked
+on a fixed time grid rather than "every n-th frame": the grid keeps the
+spacing right whatever the camera rate and does not drift when frames drop.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class FrameSampler:
+    """Online frame selection on a grid t0 + k / rate_hz (s).
+
+    t0 is the stamp of the first accepted frame. A frame is accepted iff it is
+    the first one belonging to a tick not yet used, where a frame at stamp t
+    belongs to the latest tick k with t >= t0 + (k - tolerance_fraction) / rate_hz.
+    The early tolerance lets a jittery camera at exactly rate_hz, whose frame
+    lands a few ms before its tick, keep every frame instead of slipping a
+    whole period. After a gap the grid jumps to the frame's own tick, so a
+    single late frame is never accepted for several ticks.
+    """
+
+    def __init__(self, rate_hz: float = 4.0, tolerance_fraction: float = 0.25):
+        if not rate_hz > 0.0:
+            raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+        if not 0.0 <= tolerance_fraction < 1.0:
+            raise ValueError(f"tolerance_fraction must be in [0, 1), got {tolerance_fraction}")
+        self.rate_hz = float(rate_hz)
+        self.period_s = 1.0 / self.rate_hz
+        self.tolerance_fraction = float(tolerance_fraction)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the grid and zero the counters (accepted, offered, resets)."""
+        self._t0: float | None = None
+        self._next_tick = 0
+        self._last_accepted = -math.inf
+        self._accepted = 0
+        self._offered = 0
+        self.resets = 0  # grid restarts caused by time going backwards
+
+    @property
+    def accepted(self) -> int:
+        return self._accepted
+
+    @property
+    def offered(self) -> int:
+        return self._offered
+
+    def _anchor(self, stamp: float) -> bool:
+        self._t0, self._next_tick = stamp, 1
+        self._last_accepted = stamp
+        self._accepted += 1
+        return True
+
+    def offer(self, stamp: float) -> bool:
+        """Offer a frame stamped `stamp` (s); True if it should go to the policy.
+
+        A stamp older than the last accepted frame means the clock jumped back
+        (bag loop, sim reset): the grid restarts at this frame, which is
+        accepted, and `resets` is incremented. A non-finite stamp is refused.
+        """
+        self._offered += 1
+        stamp = float(stamp)
+        if not math.isfinite(stamp):
+            return False
+        if self._t0 is None:
+            return self._anchor(stamp)
+        if stamp < self._last_accepted:
+            self.resets += 1
+            return self._anchor(stamp)
+        tick = math.floor((stamp - self._t0) * self.rate_hz + self.tolerance_fraction)
+        if tick < self._next_tick:
+            return False
+        self._next_tick = tick + 1
+        self._last_accepted = stamp
+        self._accepted += 1
+        return True
