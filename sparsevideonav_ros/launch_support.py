@@ -1,0 +1,38 @@
+"""Build ROS 2 launch descriptions from the stack description (used by launch/*.launch.py).
+
+`launch` / `launch_ros` are imported inside the functions: they exist on ROS installs only, and
+the rest of the package must import without them.
+"""
+from __future__ import annotations
+
+from sparsevideonav_ros import stack
+
+
+def node_actions(launch_name: str, values: dict[str, str]) -> list:
+    """launch_ros Node actions for resolved launch-argument values (same plan as the runner)."""
+    from launch_ros.actions import Node
+
+    actions = []
+    for process in stack.plan_processes(launch_name, values):
+        parameters = list(process.params_files) + ([dict(process.parameters)] if process.parameters else [])
+        actions.append(Node(package=stack.PACKAGE, executable=process.executable, name=process.node,
+                            namespace=process.namespace or "", parameters=parameters,
+                            arguments=["--ros-args", "--log-level", process.log_level],
+                            output="screen", emulate_tty=True))
+    return actions
+
+
+def launch_description(launch_name: str):
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+
+    arguments = stack.launch_arguments_for(launch_name)
+
+    def resolve(context, *args, **kwargs):
+        values = {a.name: LaunchConfiguration(a.name).perform(context) for a in arguments}
+        return node_actions(launch_name, values)
+
+    declared = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
+                for a in arguments]
+    return LaunchDescription(declared + [OpaqueFunction(function=resolve)])

@@ -1,0 +1,114 @@
+"""controller_node: Path -> cmd_vel at a fixed rate.
+
+A path is stamped with its camera frame and expressed in the robot body at that instant; it is
+anchored to the odometry pose at that stamp, so the robot's motion during inference and transport
+is compensated. Stops on: empty path, stale path, stale odometry, reached end, bad numbers.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry, Path
+
+from sparsevideonav_ros.configs import ControllerNodeConfig
+from sparsevideonav_ros.core import se2
+from sparsevideonav_ros.core.pose_history import PoseHistory
+from sparsevideonav_ros.core.tracking import PathTracker, TrackerGains, TrackerLimits
+from sparsevideonav_ros.nodes import common, convert
+
+NAME = "controller_node"
+
+
+def tracker_from_config(config: ControllerNodeConfig) -> PathTracker:
+    limits = TrackerLimits(max_vx=config.max_vx, min_vx=config.min_vx, max_vy=config.max_vy, max_wz=config.max_wz,
+                           max_ax=config.max_ax, max_ay=config.max_ay, max_awz=config.max_awz)
+    gains = TrackerGains(k_linear=config.k_linear, k_lateral=config.k_lateral, k_angular=config.k_angular,
+                         lookahead_m=config.lookahead_m, waypoint_tolerance_m=config.waypoint_tolerance_m,
+                         yaw_tolerance_rad=config.yaw_tolerance_rad, allow_lateral=config.allow_lateral)
+    return PathTracker(limits, gains, plan_timeout_s=config.plan_timeout_s)
+
+
+class ControllerNode(common.StackNode):
+    def __init__(self) -> None:
+        super().__init__(NAME)
+        self.config: ControllerNodeConfig = common.declare_config(self, ControllerNodeConfig)
+        self.tracker = tracker_from_config(self.config)
+        self.odometry = PoseHistory(horizon_s=self.config.odom_history_s)
+        self.state = "no_plan"
+        self.last_error = ""
+        self.plans = 0
+        self.plan_stamp = math.nan
+        self.cmd_pub = self.create_publisher(Twist, "cmd_vel", common.topic_qos("cmd_vel"))
+        self.status_pub = self.create_publisher(DiagnosticArray, "controller/status",
+                                                common.topic_qos("controller/status"))
+        self.create_subscription(Path, "policy/path", self.on_path, common.topic_qos("policy/path"))
+        self.create_subscription(Odometry, "odom", self.on_odom, common.topic_qos("odom"))
+        self.period_s = 1.0 / self.config.rate_hz
+        self.create_timer(self.period_s, self.control)
+        self.create_timer(0.5, self.publish_status)
+
+    def on_odom(self, msg: Odometry) -> None:
+        self.odometry.add(common.stamp_to_seconds(msg.header.stamp), convert.pose_from_odometry_msg(msg))
+
+    def on_path(self, msg: Path) -> None:
+        stamp = common.stamp_to_seconds(msg.header.stamp)
+        self.plans += 1
+        self.plan_stamp = stamp
+        waypoints = convert.waypoints_from_path_msg(msg)
+        if len(waypoints) == 0:
+            self.tracker.set_plan(waypoints, stamp)
+            return
+        if msg.header.frame_id == self.config.odom_frame:
+            anchored = waypoints
+        else:
+            try:
+                anchored = se2.compose(self.odometry.pose_at(stamp), waypoints)
+            except LookupError as error:
+                self.fail(f"cannot anchor path stamped {stamp:.3f} in {msg.header.frame_id!r}: {error}")
+                self.tracker.set_plan(np.zeros((0, 3)), stamp)
+                return
+        self.tracker.set_plan(anchored, stamp)
+
+    def fail(self, message: str) -> None:
+        self.last_error = message
+        self.get_logger().error(message, throttle_duration_sec=1.0)
+
+    def control(self) -> None:
+        now = common.now_seconds(self)
+        latest = self.odometry.latest()
+        if latest is None or now - latest[0] > self.config.odom_timeout_s:
+            self.state = "no_odom"
+            self.cmd_pub.publish(convert.twist_msg(0.0, 0.0, 0.0))
+            return
+        try:
+            output = self.tracker.compute(latest[1], now, self.period_s)
+        except ValueError as error:  # non-finite pose or plan: stop, say why
+            self.fail(f"tracking failed, stopping: {error}")
+            self.tracker.set_plan(np.zeros((0, 3)), now)
+            self.state = "error"
+            self.cmd_pub.publish(convert.twist_msg(0.0, 0.0, 0.0))
+            return
+        self.state = output.state
+        self.cmd_pub.publish(convert.twist_msg(output.vx, output.vy, output.wz))
+
+    def publish_status(self) -> None:
+        now = common.now_seconds(self)
+        level = common.OK if self.state in ("tracking", "arrived") else common.WARN
+        values = {"state": self.state, "plans": self.plans, "plan_age_s": f"{now - self.plan_stamp:.3f}",
+                  "odometry_samples": len(self.odometry), "last_error": self.last_error}
+        self.status_pub.publish(common.diagnostics(self, NAME, level, self.state, values))
+
+    def on_shutdown(self) -> None:
+        # A last zero so the bridge stops now rather than after its cmd timeout.
+        self.cmd_pub.publish(convert.twist_msg(0.0, 0.0, 0.0))
+
+
+def main(args=None) -> int:
+    return common.run_node(ControllerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""policy_node: camera frames + instruction -> 4 FPS history -> selected policy -> Path.
+
+The policy runs in a worker thread so image callbacks never wait on inference; frames sampled
+while it is busy queue up (bounded) and are all observed before the next plan.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import traceback
+from typing import Optional
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry, Path
+from rcl_interfaces.msg import SetParametersResult
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
+
+from sparsevideonav_ros.configs import ConfigError, PolicyNodeConfig
+from sparsevideonav_ros.core import images
+from sparsevideonav_ros.core.frame_sampler import FrameSampler
+from sparsevideonav_ros.core.pose_history import PoseHistory
+from sparsevideonav_ros.nodes import common, convert
+from sparsevideonav_ros.policies import registry
+from sparsevideonav_ros.policies.base import Observation, Plan, PolicyError
+
+NAME = "policy_node"
+
+
+class PolicyNode(common.StackNode):
+    def __init__(self) -> None:
+        super().__init__(NAME)
+        self.config: PolicyNodeConfig = common.declare_config(self, PolicyNodeConfig)
+        policy_cls = registry.policy_class(self.config.policy)  # UnknownPolicyError lists known names
+        policy_config = common.declare_config(self, policy_cls.config_class, prefix=f"{self.config.policy}.")
+        self.policy = policy_cls(policy_config)
+        self.policy_lock = threading.Lock()
+
+        self.sampler = FrameSampler(rate_hz=self.config.history_rate_hz)
+        self.odometry = PoseHistory(horizon_s=10.0)
+        self.pending: collections.deque[Observation] = collections.deque(maxlen=self.config.max_pending_frames)
+        self.wake = threading.Event()
+        self.closing = False
+        self.counters = collections.Counter()
+        self.last_error = ""
+        self.last_plan: Optional[Plan] = None
+        self.last_latency_s = float("nan")
+        self.last_compute_s = float("nan")
+
+        self.path_pub = self.create_publisher(Path, "policy/path", common.topic_qos("policy/path"))
+        self.status_pub = self.create_publisher(DiagnosticArray, "policy/status", common.topic_qos("policy/status"))
+        if self.config.image_input == "compressed":
+            self.create_subscription(CompressedImage, "camera/image_raw/compressed", self.on_compressed,
+                                     common.topic_qos("camera/image_raw/compressed"))
+        else:
+            self.create_subscription(Image, "camera/image_raw", self.on_raw, common.topic_qos("camera/image_raw"))
+        self.create_subscription(String, "instruction", self.on_instruction, common.topic_qos("instruction"))
+        self.create_subscription(Odometry, "odom", self.on_odom, common.topic_qos("odom"))
+        self.create_service(Trigger, "policy/reset", self.on_reset)
+        self.add_on_set_parameters_callback(self.on_parameters)
+        self.create_timer(1.0 / self.config.status_rate_hz, self.publish_status)
+
+        if self.config.instruction.strip():
+            self.set_instruction(self.config.instruction)
+        self.worker = threading.Thread(target=self.run_worker, name="policy-worker", daemon=True)
+        self.worker.start()
+        self.get_logger().info(f"policy {self.policy.name!r} ready, {self.config.image_input} images, "
+                               f"history at {self.config.history_rate_hz:g} FPS")
+
+    # -- inputs ---------------------------------------------------------------------------
+    def report_error(self, message: str) -> None:
+        self.last_error = message
+        self.counters["errors"] += 1
+        self.get_logger().error(message, throttle_duration_sec=1.0)
+
+    def on_compressed(self, msg: CompressedImage) -> None:
+        self.counters["frames_in"] += 1
+        try:
+            rgb = convert.rgb_from_compressed_msg(msg)
+        except images.ImageEncodingError as error:
+            self.counters["frames_rejected"] += 1
+            self.report_error(f"rejected compressed frame: {error}")
+            return
+        self.accept_frame(rgb, msg.header)
+
+    def on_raw(self, msg: Image) -> None:
+        self.counters["frames_in"] += 1
+        try:
+            rgb = convert.rgb_from_image_msg(msg)
+        except images.ImageEncodingError as error:
+            self.counters["frames_rejected"] += 1
+            self.report_error(f"rejected raw frame: {error}")
+            return
+        self.accept_frame(rgb, msg.header)
+
+    def accept_frame(self, rgb: np.ndarray, header: Header) -> None:
+        try:
+            images.check_image_size(rgb, self.config.expected_width, self.config.expected_height)
+        except images.ImageEncodingError as error:
+            self.counters["frames_rejected"] += 1
+            self.report_error(f"rejected frame: {error}")
+            return
+        stamp = common.stamp_to_seconds(header.stamp)
+        if not self.sampler.offer(stamp):
+            return
+        try:
+            odom_pose = self.odometry.pose_at(stamp)
+        except LookupError:
+            odom_pose = None  # policies that need odometry say so themselves
+        self.pending.append(Observation(stamp=stamp, rgb=rgb, frame_id=header.frame_id, odom_pose=odom_pose))
+        self.counters["frames_sampled"] += 1
+        self.wake.set()
+
+    def on_odom(self, msg: Odometry) -> None:
+        self.odometry.add(common.stamp_to_seconds(msg.header.stamp), convert.pose_from_odometry_msg(msg))
+
+    def on_instruction(self, msg: String) -> None:
+        self.set_instruction(msg.data)
+
+    def set_instruction(self, text: str) -> bool:
+        try:
+            with self.policy_lock:
+                self.policy.set_instruction(text)
+        except PolicyError as error:
+            self.report_error(f"instruction refused: {error}")
+            return False
+        self.get_logger().info(f"instruction: {text.strip()!r}")
+        return True
+
+    def on_parameters(self, parameters) -> SetParametersResult:
+        for parameter in parameters:
+            if parameter.name == "instruction" and not self.set_instruction(str(parameter.value)):
+                return SetParametersResult(successful=False, reason=self.last_error)
+            if parameter.name == "policy":
+                return SetParametersResult(successful=False, reason="policy is chosen at start; relaunch with policy:=")
+        return SetParametersResult(successful=True)
+
+    def on_reset(self, request, response):
+        with self.policy_lock:
+            self.pending.clear()
+            self.sampler.reset()
+            self.policy.reset()
+        self.publish_stop(common.now_seconds(self))
+        response.success, response.message = True, "policy history and progress cleared"
+        return response
+
+    # -- worker ---------------------------------------------------------------------------
+    def run_worker(self) -> None:
+        while not self.closing:
+            if not self.wake.wait(timeout=0.1):
+                continue
+            self.wake.clear()
+            batch = []
+            while self.pending:
+                batch.append(self.pending.popleft())
+            if batch:
+                self.run_policy(batch)
+
+    def run_policy(self, batch: list[Observation]) -> None:
+        started = time.perf_counter()
+        newest = batch[-1]
+        try:
+            with self.policy_lock:
+                for observation in batch[:-1]:
+                    self.policy.observe(observation)
+                plan = self.policy.step(newest)
+        except Exception as error:  # any policy failure must stop the robot, and be visible
+            self.report_error(f"policy {self.policy.name} failed: {error}")
+            self.get_logger().debug(traceback.format_exc())
+            self.publish_stop(newest.stamp)
+            return
+        self.last_compute_s = time.perf_counter() - started
+        self.last_latency_s = common.now_seconds(self) - plan.stamp
+        self.last_plan = plan
+        self.counters["plans"] += 1
+        self.path_pub.publish(convert.path_msg_from_waypoints(plan.waypoints, self.plan_header(plan.stamp)))
+
+    def plan_header(self, stamp: float) -> Header:
+        return Header(stamp=common.seconds_to_stamp(stamp), frame_id=self.config.plan_frame)
+
+    def publish_stop(self, stamp: float) -> None:
+        """An empty path: the controller stops at once instead of waiting for the plan timeout."""
+        self.path_pub.publish(convert.path_msg_from_waypoints(np.zeros((0, 3)), self.plan_header(stamp)))
+
+    # -- status ---------------------------------------------------------------------------
+    def publish_status(self) -> None:
+        state = self.last_plan.state if self.last_plan else "waiting_frames"
+        level = common.ERROR if self.last_error else common.OK
+        values = {
+            "policy": self.policy.name, "state": state, "instruction": self.policy.instruction,
+            "latency_ms": f"{self.last_latency_s * 1e3:.1f}", "compute_ms": f"{self.last_compute_s * 1e3:.1f}",
+            "history_length": self.policy.history_length, "pending_frames": len(self.pending),
+            "last_error": self.last_error, **{k: v for k, v in sorted(self.counters.items())},
+        }
+        self.status_pub.publish(common.diagnostics(self, f"{NAME}: {self.policy.name}", level, state, values))
+
+    def on_shutdown(self) -> None:
+        self.closing = True
+        self.wake.set()
+        self.worker.join(timeout=2.0)
+
+
+def main(args=None) -> int:
+    return common.run_node(PolicyNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

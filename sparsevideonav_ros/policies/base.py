@@ -1,0 +1,125 @@
+"""The policy contract shared by every navigation policy (no rclpy here).
+
+A policy consumes 4 FPS observations and returns a :class:`Plan`: SE(2) waypoints relative to
+the robot body at the stamp of the frame it planned from. Discrete-action policies return their
+action as waypoints too, so the controller never needs to know which policy runs.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+
+
+class PolicyError(RuntimeError):
+    """The policy cannot produce a safe plan (bad input, bad output, missing state)."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One camera frame sampled at the policy rate (4 FPS).
+
+    rgb: (H, W, 3) uint8 RGB. stamp: capture time in seconds (ROS clock).
+    odom_pose: (3,) robot pose (x m, y m, yaw rad) in the odometry frame at ``stamp``, when known.
+    depth: optional (H, W) float32 metres aligned to ``rgb``.
+    """
+
+    stamp: float
+    rgb: np.ndarray
+    frame_id: str = "camera_link"
+    odom_pose: Optional[np.ndarray] = None
+    depth: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        if self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype != np.uint8:
+            raise PolicyError(f"observation rgb must be (H, W, 3) uint8, got {self.rgb.shape} {self.rgb.dtype}")
+
+
+PLAN_STATES = ("ok", "warming_up", "done", "waiting_instruction")
+
+
+@dataclass
+class Plan:
+    """A short trajectory planned from one observation.
+
+    waypoints: (N, 3) float (x m, y m, yaw rad) relative to the robot body at ``stamp``,
+      in order; N == 0 means "stand still".
+    waypoint_dt_s: time between waypoints when the policy predicts timing (0.25 s at 4 FPS).
+    state: one of PLAN_STATES; anything but 'ok' comes with no waypoints.
+    preview: optional (H, W, 3) uint8 image of what the policy imagines (e.g. generated future).
+    timings_s: named compute durations in seconds.
+    """
+
+    stamp: float
+    waypoints: np.ndarray
+    state: str = "ok"
+    waypoint_dt_s: Optional[float] = None
+    preview: Optional[np.ndarray] = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def stand_still(cls, stamp: float, state: str) -> "Plan":
+        return cls(stamp=stamp, waypoints=np.zeros((0, 3)), state=state)
+
+    def validate(self) -> "Plan":
+        """Raise PolicyError unless the plan is safe to hand to a controller."""
+        wp = np.asarray(self.waypoints, dtype=float)
+        if wp.ndim != 2 or wp.shape[1] != 3:
+            raise PolicyError(f"plan waypoints must be (N, 3), got {wp.shape}")
+        if not np.all(np.isfinite(wp)):
+            raise PolicyError(f"plan has non-finite waypoints: {wp.tolist()}")
+        if self.state not in PLAN_STATES:
+            raise PolicyError(f"plan state {self.state!r} is not one of {PLAN_STATES}")
+        if self.state != "ok" and len(wp):
+            raise PolicyError(f"a plan in state {self.state!r} must not carry waypoints")
+        self.waypoints = wp
+        return self
+
+
+class Policy(abc.ABC):
+    """Base class: subclasses set ``name`` and ``config_class`` and implement observe/plan.
+
+    The node calls ``observe`` for every 4 FPS frame (in order) and ``plan`` when it wants a
+    trajectory from the newest one; a slow policy thus never loses history frames.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any) -> None:
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.instruction = ""
+
+    def set_instruction(self, text: str) -> None:
+        """Set the language instruction; an empty one is refused (the robot would not know where to go)."""
+        if not isinstance(text, str) or not text.strip():
+            raise PolicyError("instruction is empty; send a non-empty std_msgs/String on 'instruction'")
+        self.instruction = text.strip()
+
+    def reset(self) -> None:
+        """Forget the episode (history and progress); the instruction stays."""
+
+    @abc.abstractmethod
+    def observe(self, observation: Observation) -> None:
+        """Add one 4 FPS frame to the policy's history."""
+
+    @abc.abstractmethod
+    def plan(self) -> Plan:
+        """Plan from the newest observed frame."""
+
+    def step(self, observation: Observation) -> Plan:
+        self.observe(observation)
+        return self.plan().validate()
+
+    @property
+    def history_length(self) -> int:
+        """Frames in the policy's history (for status)."""
+        return 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"policy": self.name, **dataclasses.asdict(self.config)}

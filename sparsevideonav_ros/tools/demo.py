@@ -1,0 +1,183 @@
+"""The main job: run the whole graph for a bounded time on loopback and write a run folder.
+
+    python -m sparsevideonav_ros.tools.demo            (make demo)
+
+Generates a camera clip, starts bringup (camera on the clip, policy `scripted` driving a 1 m
+square, controller, sim Go2) as processes, watches every topic, and writes
+runs/<date>-demo-<policy>/ with summary.json, trajectory.png and each node's log.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from sparsevideonav_ros import stack
+from sparsevideonav_ros.core import se2
+from sparsevideonav_ros.core.pose_history import PoseHistory
+
+DEFAULT_INSTRUCTION = "walk forward and stop by the wooden door"
+
+
+def generate_clip(path: Path, seconds: float = 8.0, fps: float = 15.0) -> Path:
+    from sparsevideonav_ros.sources.file import write_video
+    from sparsevideonav_ros.sources.synthetic import SyntheticSource
+    source = SyntheticSource(width=640, height=480, fps=fps)
+    source.open()
+    write_video(path, (source.render(i) for i in range(int(seconds * fps))), fps)
+    return path
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    array = np.asarray(values)
+    return {"p50": float(np.percentile(array, 50)), "p95": float(np.percentile(array, 95)),
+            "max": float(array.max()), "count": int(array.size)}
+
+
+def anchored_plans(record) -> list[np.ndarray]:
+    """Each received plan in the odom frame, anchored at the odometry pose of its frame's stamp."""
+    history = PoseHistory(horizon_s=1e9)
+    for _, stamp, pose, _ in record.odom:
+        history.add(stamp, pose)
+    anchored = []
+    for _, stamp, frame_id, waypoints in record.plans:
+        if len(waypoints) == 0:
+            continue
+        try:
+            anchored.append(se2.compose(history.pose_at(stamp), waypoints))
+        except LookupError:
+            continue
+    return anchored
+
+
+def summarise(record, duration_s: float, exit_codes: dict[str, int]) -> dict:
+    poses = np.array([pose for _, _, pose, _ in record.odom]) if record.odom else np.zeros((0, 3))
+    steps = np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1) if len(poses) > 1 else np.zeros(0)
+    moving_cmds = [c for c in record.cmds if any(abs(v) > 1e-6 for v in c[1:])]
+    return {
+        "duration_s": round(duration_s, 2),
+        "frames_in": len(record.frames),
+        "mean_jpeg_bytes": int(np.mean([f[2] for f in record.frames])) if record.frames else 0,
+        "plans_out": len(record.plans),
+        "plans_with_waypoints": sum(1 for p in record.plans if len(p[3])),
+        "cmd_vel_messages": len(record.cmds),
+        "cmd_vel_nonzero": len(moving_cmds),
+        "robot_start_pose": poses[0].round(3).tolist() if len(poses) else None,
+        "robot_end_pose": poses[-1].round(3).tolist() if len(poses) else None,
+        "robot_displacement_m": float(np.linalg.norm(poses[-1, :2] - poses[0, :2])) if len(poses) else 0.0,
+        "robot_path_length_m": float(steps.sum()),
+        "plan_latency_ms": {k: (round(v * 1e3, 2) if k != "count" else v)
+                            for k, v in percentiles([r - s for r, s, *_ in record.plans]).items()},
+        "policy_status": record.status.get("policy/status", {}),
+        "controller_status": record.status.get("controller/status", {}),
+        "bridge_status": record.status.get("go2/status", {}),
+        "node_exit_codes": exit_codes,
+    }
+
+
+def plot_trajectory(record, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 6))
+    for i, plan in enumerate(anchored_plans(record)):
+        ax.plot(plan[:, 0], plan[:, 1], ".-", color="tab:orange", alpha=0.15, lw=0.8,
+                label="plans (anchored at their frame)" if i == 0 else None)
+    if record.odom:
+        poses = np.array([pose for _, _, pose, _ in record.odom])
+        ax.plot(poses[:, 0], poses[:, 1], "-", color="tab:blue", lw=2, label="driven (odom)")
+        ax.plot(*poses[0, :2], "go", label="start")
+        ax.plot(*poses[-1, :2], "rs", label="end")
+    ax.set_aspect("equal")
+    ax.grid(True, alpha=0.3)
+    ax.set_xlabel("x [m] (odom)")
+    ax.set_ylabel("y [m] (odom)")
+    ax.set_title("Driven trajectory vs plans")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_demo(out_root: Path, duration_s: float, policy: str, instruction: str,
+             domain_id: Optional[int] = None, extra_arguments: Optional[dict[str, str]] = None) -> tuple[Path, dict]:
+    """Run the graph; return (run folder, summary). Sets a loopback-only ROS environment."""
+    import rclpy
+
+    from sparsevideonav_ros.tools.launch import GraphRunner
+    from sparsevideonav_ros.tools.monitor import GraphMonitor, spin_for
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = out_root / f"{stamp}-demo-{policy}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    domain_id = domain_id if domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", 100 + os.getpid() % 100))
+    env = stack.loopback_environment(domain_id)
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")})
+    clip = generate_clip(run_dir / "camera_clip.mp4")
+    arguments = {"policy": policy, "camera": "video", "camera_path": str(clip), "instruction": instruction}
+    arguments.update(extra_arguments or {})
+    processes = stack.plan_processes("bringup", arguments)
+    (run_dir / "graph.json").write_text(json.dumps([p.__dict__ for p in processes], indent=2, default=str))
+
+    rclpy.init(args=[])
+    monitor = GraphMonitor("demo_monitor")
+    runner = GraphRunner(processes, env=env, log_dir=run_dir / "logs")
+    started = time.monotonic()
+    exit_codes: dict[str, int] = {}
+    try:
+        runner.start()
+        monitor.send_instruction(instruction)
+
+        def finished() -> bool:
+            if runner.exited():
+                return True
+            state = monitor.record.status.get("policy/status", {}).get("state")
+            return state == "done" and monitor.latest_speed() < 1e-3
+
+        spin_for(monitor, duration_s, until=finished)
+        spin_for(monitor, 0.5)  # last status and odometry
+        crashed = runner.exited()
+    finally:
+        exit_codes = runner.stop()
+        elapsed = time.monotonic() - started
+        monitor.destroy_node()
+        rclpy.shutdown()
+    summary = summarise(monitor.record, elapsed, exit_codes)
+    summary["crashed_nodes"] = crashed
+    summary["instruction"] = instruction
+    summary["ros_domain_id"] = domain_id
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    plot_trajectory(monitor.record, run_dir / "trajectory.png")
+    return run_dir, summary
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=45.0, help="upper bound on the run (s)")
+    parser.add_argument("--policy", default="scripted", help="policy name (default: scripted)")
+    parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="folder for run folders")
+    parser.add_argument("arguments", nargs="*", help="extra launch arguments name:=value")
+    options = parser.parse_args(argv)
+    from sparsevideonav_ros.tools.launch import parse_launch_arguments
+    run_dir, summary = run_demo(options.out, options.duration, options.policy, options.instruction,
+                                extra_arguments=parse_launch_arguments(options.arguments))
+    ok = (not summary["crashed_nodes"] and summary["plans_out"] > 0 and summary["cmd_vel_nonzero"] > 0
+          and summary["robot_path_length_m"] > 0.1)
+    print(json.dumps({k: summary[k] for k in ("frames_in", "plans_out", "cmd_vel_messages", "robot_displacement_m",
+                                              "robot_path_length_m", "plan_latency_ms", "robot_end_pose")}, indent=2))
+    print(f"{'demo finished' if ok else 'DEMO FAILED'}: run folder {run_dir.resolve()}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

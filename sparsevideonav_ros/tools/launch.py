@@ -1,0 +1,133 @@
+"""Start a launch file's graph as plain processes: `ros2 launch` for pip-only installs and CI.
+
+    python -m sparsevideonav_ros.tools.launch bringup policy:=scripted camera:=synthetic
+
+reads the same stack description as launch/*.launch.py (stack.plan_processes), so both start
+identical node command lines. Ctrl-C / SIGTERM stops every node (the bridge last, so its final
+stop reaches the robot after the controller has gone quiet).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from sparsevideonav_ros import stack
+
+
+def node_command(process: stack.ProcessSpec) -> list[str]:
+    return [sys.executable, "-m", process.module] + process.ros_arguments()
+
+
+class GraphRunner:
+    """Runs ProcessSpecs as child processes; logs go to ``log_dir/<node>.log`` when given."""
+
+    # Stop order: sources and planners first, the robot bridge last.
+    STOP_ORDER = ("camera_node", "policy_node", "controller_node", "go2_bridge_node")
+
+    def __init__(self, processes: list[stack.ProcessSpec], env: Optional[dict[str, str]] = None,
+                 log_dir: Optional[Path] = None) -> None:
+        self.processes = processes
+        self.env = env
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.children: dict[str, subprocess.Popen] = {}
+        self._logs = []
+
+    def start(self) -> "GraphRunner":
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ if self.env is None else self.env)
+        # Children import this very package, also from a source checkout that is not pip-installed.
+        package_root = str(Path(stack.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join([package_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        env["PYTHONUNBUFFERED"] = "1"
+        for process in self.processes:
+            output = None
+            if self.log_dir:
+                output = open(self.log_dir / f"{process.node}.log", "w")
+                self._logs.append(output)
+            self.children[process.node] = subprocess.Popen(
+                node_command(process), env=env, stdout=output, stderr=subprocess.STDOUT if output else None)
+        return self
+
+    def exited(self) -> dict[str, int]:
+        """Nodes that have exited, with their return codes."""
+        return {name: child.returncode for name, child in self.children.items() if child.poll() is not None}
+
+    def kill_node(self, name: str, sig: int = signal.SIGKILL) -> None:
+        self.children[name].send_signal(sig)
+        self.children[name].wait(timeout=10)
+
+    def stop(self, timeout_s: float = 5.0) -> dict[str, int]:
+        order = sorted(self.children, key=lambda n: self.STOP_ORDER.index(n) if n in self.STOP_ORDER else -1)
+        for name in order:
+            child = self.children[name]
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+        for log in self._logs:
+            log.close()
+        return {name: child.returncode for name, child in self.children.items()}
+
+    def __enter__(self) -> "GraphRunner":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def parse_launch_arguments(items: list[str]) -> dict[str, str]:
+    arguments = {}
+    for item in items:
+        if ":=" not in item:
+            raise SystemExit(f"launch arguments are name:=value, got {item!r}")
+        key, value = item.split(":=", 1)
+        arguments[key] = value
+    return arguments
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("launch_file", choices=sorted(stack.LAUNCH_FILES),
+                        help="which graph: bringup (all), robot (robot side), policy (GPU side)")
+    parser.add_argument("arguments", nargs="*", help="launch arguments name:=value")
+    parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = run until Ctrl-C)")
+    parser.add_argument("--log-dir", type=Path, help="write each node's output to LOG_DIR/<node>.log")
+    parser.add_argument("--show-args", action="store_true", help="list the launch arguments and exit")
+    options = parser.parse_args(argv)
+    if options.show_args:
+        for argument in stack.launch_arguments_for(options.launch_file):
+            print(f"{argument.name}:={argument.default!r}\n    {argument.description}")
+        return 0
+    processes = stack.plan_processes(options.launch_file, parse_launch_arguments(options.arguments))
+    runner = GraphRunner(processes, log_dir=options.log_dir)
+    stop_requested = []
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))
+    runner.start()
+    deadline = time.monotonic() + options.duration if options.duration > 0 else float("inf")
+    code = 0
+    try:
+        while not stop_requested and time.monotonic() < deadline:
+            exited = runner.exited()
+            if exited:
+                print(f"node(s) exited: {exited}; stopping the graph", file=sys.stderr)
+                code = 1
+                break
+            time.sleep(0.1)
+    finally:
+        runner.stop()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""An in-process observer of the graph: records what crosses the topics (demo, tests, benchmark)."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry, Path
+from sensor_msgs.msg import CompressedImage
+from std_msgs.msg import Bool, String
+
+from sparsevideonav_ros.nodes import common, convert
+
+
+@dataclass
+class Record:
+    frames: list = field(default_factory=list)  # (receive wall s, stamp s, bytes)
+    plans: list = field(default_factory=list)  # (receive wall s, stamp s, frame_id, (N,3) waypoints)
+    cmds: list = field(default_factory=list)  # (receive wall s, vx, vy, wz)
+    odom: list = field(default_factory=list)  # (receive wall s, stamp s, (3,) pose, (3,) velocity)
+    status: dict = field(default_factory=dict)  # topic -> newest key/values
+
+
+class GraphMonitor(common.StackNode):
+    """Subscribes the graph's topics with the stack's QoS; publishes instruction / estop on demand."""
+
+    def __init__(self, name: str = "graph_monitor") -> None:
+        super().__init__(name)
+        self.record = Record()
+        self.lock = threading.Lock()
+        sub = self.create_subscription
+        sub(CompressedImage, "camera/image_raw/compressed", self.on_frame, common.topic_qos("camera/image_raw/compressed"))
+        sub(Path, "policy/path", self.on_path, common.topic_qos("policy/path"))
+        sub(Twist, "cmd_vel", self.on_cmd, common.topic_qos("cmd_vel"))
+        sub(Odometry, "odom", self.on_odom, common.topic_qos("odom"))
+        for topic in ("policy/status", "controller/status", "go2/status"):
+            sub(DiagnosticArray, topic, lambda msg, topic=topic: self.on_status(topic, msg), common.topic_qos(topic))
+        self.instruction_pub = self.create_publisher(String, "instruction", common.topic_qos("instruction"))
+        self.estop_pub = self.create_publisher(Bool, "estop", common.topic_qos("estop"))
+
+    def on_frame(self, msg: CompressedImage) -> None:
+        with self.lock:
+            self.record.frames.append((time.time(), common.stamp_to_seconds(msg.header.stamp), len(msg.data)))
+
+    def on_path(self, msg: Path) -> None:
+        with self.lock:
+            self.record.plans.append((time.time(), common.stamp_to_seconds(msg.header.stamp), msg.header.frame_id,
+                                      convert.waypoints_from_path_msg(msg)))
+
+    def on_cmd(self, msg: Twist) -> None:
+        with self.lock:
+            self.record.cmds.append((time.time(), *convert.twist_values(msg)))
+
+    def on_odom(self, msg: Odometry) -> None:
+        twist = msg.twist.twist
+        with self.lock:
+            self.record.odom.append((time.time(), common.stamp_to_seconds(msg.header.stamp),
+                                     convert.pose_from_odometry_msg(msg),
+                                     np.array([twist.linear.x, twist.linear.y, twist.angular.z])))
+
+    def on_status(self, topic: str, msg: DiagnosticArray) -> None:
+        with self.lock:
+            self.record.status[topic] = common.diagnostic_values(msg)
+
+    def send_instruction(self, text: str) -> None:
+        self.instruction_pub.publish(String(data=text))
+
+    def send_estop(self, engaged: bool = True) -> None:
+        self.estop_pub.publish(Bool(data=engaged))
+
+    # -- helpers for tests and the demo ------------------------------------------------------
+    def latest_pose(self) -> Optional[np.ndarray]:
+        with self.lock:
+            return self.record.odom[-1][2].copy() if self.record.odom else None
+
+    def latest_speed(self) -> float:
+        with self.lock:
+            return float(np.linalg.norm(self.record.odom[-1][3])) if self.record.odom else 0.0
+
+
+def spin_for(node, seconds: float, until=None) -> bool:
+    """Spin ``node`` for up to ``seconds``; stop early (returning True) once ``until()`` holds."""
+    import rclpy
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.02)
+        if until is not None and until():
+            return True
+    return until is None
