@@ -23,9 +23,12 @@ SQUARE_1M = [1.0, 0.0, 0.0, 1.0, 0.0, 1.5708, 1.0, 1.0, 1.5708, 1.0, 1.0, 3.1416
 @dataclass
 class ScriptedConfig:
     waypoints: list = param(SQUARE_1M, "Route as flat [x, y, yaw, ...] (m, m, rad) relative to the start pose.")
+    # Looser than the controller's arrival tolerances (0.1 m, 0.1 rad) so the route advances once
+    # the controller reports arrival at the plan's last waypoint.
     position_tolerance_m: float = param(0.15, "A route waypoint counts as passed within this distance (m).")
     yaw_tolerance_rad: float = param(0.2, "...and within this yaw error (rad).")
-    horizon: int = param(4, "How many upcoming route waypoints each plan carries.")
+    horizon: int = param(1, "Upcoming route waypoints per plan. 1 = arrive at every waypoint with its yaw "
+                            "(exact corners, for controller tuning); more = the tracker may round corners.")
     require_instruction: bool = param(False, "Wait for an instruction before driving.")
 
     def __post_init__(self) -> None:
