@@ -47,11 +47,15 @@ class ControllerNode(common.StackNode):
         self.create_subscription(Path, "policy/path", self.on_path, common.topic_qos("policy/path"))
         self.create_subscription(Odometry, "odom", self.on_odom, common.topic_qos("odom"))
         self.period_s = 1.0 / self.config.rate_hz
+        self.last_control_s: float | None = None
         self.create_timer(self.period_s, self.control)
         self.create_timer(0.5, self.publish_status)
 
     def on_odom(self, msg: Odometry) -> None:
-        self.odometry.add(common.stamp_to_seconds(msg.header.stamp), convert.pose_from_odometry_msg(msg))
+        try:
+            self.odometry.add(common.stamp_to_seconds(msg.header.stamp), convert.pose_from_odometry_msg(msg))
+        except ValueError as error:  # non-finite odometry: keep the last good poses, say why
+            self.get_logger().error(f"odometry rejected: {error}", throttle_duration_sec=1.0)
 
     def on_path(self, msg: Path) -> None:
         stamp = common.stamp_to_seconds(msg.header.stamp)
@@ -60,6 +64,7 @@ class ControllerNode(common.StackNode):
         waypoints = convert.waypoints_from_path_msg(msg)
         if len(waypoints) == 0:
             self.tracker.set_plan(waypoints, stamp)
+            self.control()
             return
         if msg.header.frame_id == self.config.odom_frame:
             anchored = waypoints
@@ -71,6 +76,8 @@ class ControllerNode(common.StackNode):
                 self.tracker.set_plan(np.zeros((0, 3)), stamp)
                 return
         self.tracker.set_plan(anchored, stamp)
+        # Act on a new plan now instead of up to one control period later (delay budget).
+        self.control()
 
     def fail(self, message: str) -> None:
         self.last_error = message
@@ -78,13 +85,16 @@ class ControllerNode(common.StackNode):
 
     def control(self) -> None:
         now = common.now_seconds(self)
+        # Acceleration limits use the real time since the last command (timer ticks and plan arrivals).
+        dt = self.period_s if self.last_control_s is None else min(max(now - self.last_control_s, 0.0), self.period_s)
+        self.last_control_s = now
         latest = self.odometry.latest()
         if latest is None or now - latest[0] > self.config.odom_timeout_s:
             self.state = "no_odom"
             self.cmd_pub.publish(convert.twist_msg(0.0, 0.0, 0.0))
             return
         try:
-            output = self.tracker.compute(latest[1], now, self.period_s)
+            output = self.tracker.compute(latest[1], now, dt)
         except ValueError as error:  # non-finite pose or plan: stop, say why
             self.fail(f"tracking failed, stopping: {error}")
             self.tracker.set_plan(np.zeros((0, 3)), now)

@@ -115,7 +115,10 @@ class PolicyNode(common.StackNode):
         self.wake.set()
 
     def on_odom(self, msg: Odometry) -> None:
-        self.odometry.add(common.stamp_to_seconds(msg.header.stamp), convert.pose_from_odometry_msg(msg))
+        try:
+            self.odometry.add(common.stamp_to_seconds(msg.header.stamp), convert.pose_from_odometry_msg(msg))
+        except ValueError as error:  # non-finite odometry: keep the last good poses, say why
+            self.get_logger().error(f"odometry rejected: {error}", throttle_duration_sec=1.0)
 
     def on_instruction(self, msg: String) -> None:
         self.set_instruction(msg.data)
