@@ -1,4 +1,4 @@
-"""ament_python package: colcon installs launch/, params/ and models/ into share/ and one
+"""ament_python package: colcon installs launch/ and params/ into share/ and one
 console script per node into lib/sparsevideonav_ros (what `ros2 run` / `ros2 launch` look up)."""
 from glob import glob
 

@@ -151,7 +151,7 @@ class ControllerNodeConfig:
 
 @dataclass
 class BridgeNodeConfig:
-    backend: str = param("sim", "Robot backend: sim (kinematic) | unitree (Go2 over unitree_sdk2py).",
+    backend: str = param("sim", "Robot backend: sim (kinematic Go2 stand-in).",
                          choices=("sim",))
     rate_hz: float = param(50.0, "Bridge loop rate: velocity commands to the robot and odometry out.")
     cmd_timeout_s: float = param(0.5, "Zero velocity when no cmd_vel arrived for this long (seconds).")

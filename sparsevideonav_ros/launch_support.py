@@ -11,10 +11,14 @@ from sparsevideonav_ros import stack
 def node_actions(launch_name: str, values: dict[str, str]) -> list:
     """launch_ros Node actions for resolved launch-argument values (same plan as the runner)."""
     from launch_ros.actions import Node
+    from launch_ros.parameter_descriptions import ParameterValue
 
     actions = []
     for process in stack.plan_processes(launch_name, values):
-        parameters = list(process.params_files) + ([dict(process.parameters)] if process.parameters else [])
+        # launch_ros parses plain strings as YAML; typed values keep 'yes' or '42' strings.
+        overrides = {key: ParameterValue(value, value_type=str) if isinstance(value, str) else value
+                     for key, value in process.parameters.items()}
+        parameters = list(process.params_files) + ([overrides] if overrides else [])
         actions.append(Node(package=stack.PACKAGE, executable=process.executable, name=process.node,
                             namespace=process.namespace or "", parameters=parameters,
                             arguments=["--ros-args", "--log-level", process.log_level],

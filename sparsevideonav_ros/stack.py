@@ -6,7 +6,9 @@ rclpy or launch imports, so it works on a machine without a ROS install.
 """
 from __future__ import annotations
 
+import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -144,6 +146,9 @@ def share_dir() -> Path:
     checkout = Path(__file__).resolve().parent.parent
     if (checkout / "params").is_dir() and (checkout / "launch").is_dir():
         return checkout
+    pip_share = Path(sys.prefix) / "share" / PACKAGE  # where pip installs setup.py data_files
+    if (pip_share / "params").is_dir():
+        return pip_share
     from ament_index_python.packages import get_package_share_directory  # only on installed packages
     return Path(get_package_share_directory(PACKAGE))
 
@@ -174,8 +179,11 @@ class ProcessSpec:
 
 
 def _ros_arg_value(value: object) -> str:
+    """`-p name:=value` values are parsed as YAML: quote strings so 'yes' or '42' stay strings."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
     return str(value)
 
 

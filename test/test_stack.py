@@ -49,7 +49,7 @@ LAUNCH_DIR = REPO / "launch"
 NODES_DIR = REPO / "sparsevideonav_ros" / "nodes"
 
 # Global topics a node may use without a stack.TOPICS entry (absolute names, ROS conventions).
-EXTERNAL_TOPICS = {"/tf": "tf2_msgs/msg/TFMessage"}
+EXTERNAL_TOPICS = {"tf": "tf2_msgs/msg/TFMessage"}
 
 
 def fields(cls: type) -> dict[str, dataclasses.Field]:
@@ -634,11 +634,6 @@ def test_runner_command_line_configures_each_node(rclpy_ready, builtin_parameter
             close_command_line_node(context, node)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stack.ProcessSpec.ros_arguments (and launch_support via launch_ros) pass string launch arguments "
-    "unquoted, so ROS parses them as YAML: instruction:=yes becomes a bool, camera_path:=2024 an int, "
-    "instruction:='go: left' fails rcl init. Fix in stack._ros_arg_value / launch_support (see report); "
-    "then drop this marker."))
 def test_string_launch_arguments_stay_strings(rclpy_ready):
     for instruction in ("yes", "42", "turn left: then stop"):
         (process,) = stack.plan_processes("policy", {"instruction": instruction})

@@ -37,10 +37,12 @@ def topic_qos(topic: str) -> QoSProfile:
     return qos(stack.TOPICS[topic].qos)
 
 
-def declare_config(node: Node, cls: type, prefix: str = "") -> Any:
+def declare_config(node: Node, cls: type, prefix: str = "", dynamic: tuple[str, ...] = ()) -> Any:
     """Declare one ROS parameter per dataclass field (with its description) and build ``cls``.
 
-    Raises ConfigError (naming the parameter) when a value does not validate.
+    Parameters are read-only except the ``dynamic`` ones the node handles at run time: a
+    `ros2 param set` that would change nothing (e.g. a speed limit) is refused instead of
+    pretending to succeed. Raises ConfigError (naming the parameter) when a value does not validate.
     """
     values = {}
     for f in dataclasses.fields(cls):
@@ -51,7 +53,8 @@ def declare_config(node: Node, cls: type, prefix: str = "") -> Any:
             description += f" One of: {', '.join(choices)}."
         name = prefix + f.name
         try:
-            value = node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+            descriptor = ParameterDescriptor(description=description, read_only=f.name not in dynamic)
+            value = node.declare_parameter(name, default, descriptor).value
         except Exception as error:  # rclpy raises type-mismatch errors of several classes across distros
             raise ConfigError(f"parameter {name!r}: {error}") from error
         values[f.name] = value

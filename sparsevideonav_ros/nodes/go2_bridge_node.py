@@ -48,7 +48,9 @@ class Go2BridgeNode(common.StackNode):
         self.odom_pub = self.create_publisher(Odometry, "odom", common.topic_qos("odom"))
         self.transform_pub = self.create_publisher(TransformStamped, "odom/transform",
                                                    common.topic_qos("odom/transform"))
-        self.tf_pub = self.create_publisher(TFMessage, "/tf", 10) if TFMessage is not None else None
+        # Relative "tf": /tf without a namespace, /<robot>/tf per robot (the usual multi-robot remap).
+        self.tf_pub = (self.create_publisher(TFMessage, "tf", common.qos("reliable"))
+                       if TFMessage is not None else None)
         self.status_pub = self.create_publisher(DiagnosticArray, "go2/status", common.topic_qos("go2/status"))
         self.create_subscription(Twist, "cmd_vel", self.on_cmd_vel, common.topic_qos("cmd_vel"))
         self.create_subscription(Bool, "estop", self.on_estop, common.topic_qos("estop"))

@@ -33,7 +33,7 @@ NAME = "policy_node"
 class PolicyNode(common.StackNode):
     def __init__(self) -> None:
         super().__init__(NAME)
-        self.config: PolicyNodeConfig = common.declare_config(self, PolicyNodeConfig)
+        self.config: PolicyNodeConfig = common.declare_config(self, PolicyNodeConfig, dynamic=("instruction",))
         policy_cls = registry.policy_class(self.config.policy)  # UnknownPolicyError lists known names
         policy_config = common.declare_config(self, policy_cls.config_class, prefix=f"{self.config.policy}.")
         self.policy = policy_cls(policy_config)
@@ -44,7 +44,8 @@ class PolicyNode(common.StackNode):
         self.pending: collections.deque[Observation] = collections.deque(maxlen=self.config.max_pending_frames)
         self.wake = threading.Event()
         self.closing = False
-        self.counters = collections.Counter()
+        self.counters = collections.Counter(
+            {key: 0 for key in ("frames_in", "frames_rejected", "frames_sampled", "plans", "errors")})
         self.last_error = ""
         self.last_plan: Optional[Plan] = None
         self.last_latency_s = float("nan")
