@@ -83,3 +83,15 @@ def test_reset_and_validation():
         FrameSampler(rate_hz=0.0)
     with pytest.raises(ValueError):
         FrameSampler(tolerance_fraction=1.0)
+
+
+def test_would_accept_predicts_offer_without_changing_state():
+    sampler = FrameSampler(rate_hz=4.0)
+    rng = np.random.default_rng(0)
+    stamps = np.cumsum(rng.uniform(0.01, 0.12, size=300))
+    stamps[150] = stamps[149] - 1.0  # a clock jump back
+    for stamp in stamps:
+        predicted = sampler.would_accept(stamp)
+        assert sampler.would_accept(stamp) == predicted  # no side effect
+        assert sampler.offer(stamp) == predicted
+    assert not sampler.would_accept(float("nan"))

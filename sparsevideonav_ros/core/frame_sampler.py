@@ -55,6 +55,18 @@ class FrameSampler:
         self._accepted += 1
         return True
 
+    def would_accept(self, stamp: float) -> bool:
+        """What ``offer(stamp)`` would answer, without changing anything.
+
+        Lets a caller skip expensive work (JPEG decode) for frames the grid will drop.
+        """
+        stamp = float(stamp)
+        if not math.isfinite(stamp):
+            return False
+        if self._t0 is None or stamp < self._last_accepted:
+            return True
+        return math.floor((stamp - self._t0) * self.rate_hz + self.tolerance_fraction) >= self._next_tick
+
     def offer(self, stamp: float) -> bool:
         """Offer a frame stamped `stamp` (s); True if it should go to the policy.
 

@@ -171,11 +171,19 @@ def _decode(data, what: str) -> np.ndarray:
     buf = np.frombuffer(bytes(data), dtype=np.uint8)
     if buf.size == 0:
         raise ImageEncodingError(f'cannot decode {what}: empty data')
-    # IMREAD_COLOR always gives 3-channel 8-bit BGR (grey images are replicated).
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if bgr is None:
+    # Always 3-channel 8-bit (grey images are replicated). OpenCV >= 4.10 decodes straight to RGB,
+    # saving a full-frame colour conversion per frame; older ones decode to BGR.
+    if _IMREAD_COLOR_RGB is not None:
+        rgb = cv2.imdecode(buf, _IMREAD_COLOR_RGB)
+    else:
+        rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        rgb = None if rgb is None else cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB)
+    if rgb is None:
         raise ImageEncodingError(f'cannot decode {what}: {buf.size} bytes are not a valid image')
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return rgb
+
+
+_IMREAD_COLOR_RGB = getattr(cv2, 'IMREAD_COLOR_RGB', None)
 
 
 def decode_jpeg(data) -> np.ndarray:

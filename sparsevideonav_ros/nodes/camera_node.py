@@ -54,10 +54,11 @@ class CameraNode(common.StackNode):
         header.stamp = (common.seconds_to_stamp(frame.stamp) if frame.stamp is not None
                         else self.get_clock().now().to_msg())
         height, width = frame.rgb.shape[:2]
-        if self.raw_pub is not None:
-            self.raw_pub.publish(convert.image_msg_from_array(frame.rgb, "rgb8", header))
+        # JPEG first: it is the stream the policy waits for. Raw frames are built only when someone listens.
         if self.jpeg_pub is not None:
             self.jpeg_pub.publish(convert.compressed_msg_from_rgb(frame.rgb, self.config.jpeg_quality, header))
+        if self.raw_pub is not None and self.raw_pub.get_subscription_count() > 0:
+            self.raw_pub.publish(convert.image_msg_from_array(frame.rgb, "rgb8", header))
         self.info_pub.publish(convert.camera_info_msg(width, height, math.radians(self.config.horizontal_fov_deg),
                                                       header))
         self.frames_published += 1
