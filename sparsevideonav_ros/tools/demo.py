@@ -123,7 +123,11 @@ def run_demo(out_root: Path, duration_s: float, policy: str, instruction: str,
     env = stack.loopback_environment(domain_id)
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")})
     clip = generate_clip(run_dir / "camera_clip.mp4")
-    arguments = {"policy": policy, "camera": "video", "camera_path": str(clip), "instruction": instruction}
+    # The scripted route waits for the instruction, which is sent once the monitor sees the whole
+    # graph: the recorded trajectory then starts where the robot stood.
+    overrides = run_dir / "demo_params.yaml"
+    overrides.write_text("/**/policy_node:\n  ros__parameters:\n    scripted:\n      require_instruction: true\n")
+    arguments = {"policy": policy, "camera": "video", "camera_path": str(clip), "params_file": str(overrides)}
     arguments.update(extra_arguments or {})
     processes = stack.plan_processes("bringup", arguments)
     (run_dir / "graph.json").write_text(json.dumps([p.__dict__ for p in processes], indent=2, default=str))
@@ -135,6 +139,12 @@ def run_demo(out_root: Path, duration_s: float, policy: str, instruction: str,
     exit_codes: dict[str, int] = {}
     try:
         runner.start()
+
+        def graph_visible() -> bool:
+            record = monitor.record
+            return bool(record.frames and record.odom and "policy/status" in record.status) or bool(runner.exited())
+
+        spin_for(monitor, 30.0, until=graph_visible)
         monitor.send_instruction(instruction)
 
         def finished() -> bool:
