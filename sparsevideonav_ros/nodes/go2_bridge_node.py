@@ -135,6 +135,7 @@ class Go2BridgeNode(common.StackNode):
         self.watchdog.shutdown_command()
         try:
             self.backend.stop(now)
+            self.publish_odometry(self.backend.read_state(now))  # the stopped state, for recorders
         finally:
             self.backend.close()
         self.get_logger().info("shutdown: robot stopped")
