@@ -9,20 +9,36 @@ STAMP := $(VENV)/.installed
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_LOCALHOST_ONLY := 1
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv bench clean system-deps
 
-$(STAMP): requirements.txt
+# Debian's libusb-1.0-0 (pyrealsense2 needs libusb-1.0.so.0). Installed when missing and we are
+# root with apt (CI, containers); otherwise a note: a non-root user runs the printed command.
+system-deps:
+	@if ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libusb-1\.0\.so\.0'; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing libusb-1.0-0 (apt) for pyrealsense2"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libusb-1.0-0; \
+	  else \
+	    echo "NOTE: libusb-1.0-0 is missing (pyrealsense2 needs it): sudo apt-get install -y libusb-1.0-0"; \
+	  fi; \
+	fi
+
+# unitree-sdk2 goes in with --no-deps (its cyclonedds pin has no cp311 wheel, its opencv-python
+# would clash with opencv-python-headless); requirements.txt pins the cyclonedds that works.
+# Why and the import workaround: sparsevideonav_ros/robot/unitree_sdk.py.
+$(STAMP): requirements.txt | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps unitree-sdk2==1.0.1
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: system-deps $(STAMP)
 	$(PY) -m sparsevideonav_ros.tools.demo $(ARGS)
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(PY) -m pytest -q test $(ARGS)
 
 bench: $(STAMP)
