@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,17 +69,39 @@ def build_config(cls: type, values: dict[str, Any]) -> Any:
     return cls(**coerced)
 
 
-CAMERA_SOURCES = ("synthetic", "video", "image_folder")
+CAMERA_SOURCES = ("synthetic", "video", "image_folder", "uvc", "osmo", "realsense", "d455")
+# What a source name means: the source kind, default width, height, device fps, and the sizes a preset
+# allows (osmo: DJI Osmo Action 4 in UVC webcam mode; d455: Intel RealSense D455 colour sensor).
+CAMERA_PRESETS: dict[str, dict[str, Any]] = {
+    "synthetic": {"kind": "synthetic", "width": 640, "height": 480, "fps": 0.0, "sizes": ()},
+    "video": {"kind": "video", "width": 0, "height": 0, "fps": 0.0, "sizes": ()},
+    "image_folder": {"kind": "image_folder", "width": 0, "height": 0, "fps": 0.0, "sizes": ()},
+    "uvc": {"kind": "uvc", "width": 1280, "height": 720, "fps": 30.0, "sizes": ()},
+    "osmo": {"kind": "uvc", "width": 1280, "height": 720, "fps": 30.0, "sizes": ((1280, 720), (1920, 1080))},
+    "realsense": {"kind": "realsense", "width": 640, "height": 480, "fps": 30.0, "sizes": ()},
+    "d455": {"kind": "realsense", "width": 640, "height": 480, "fps": 30.0,
+             "sizes": ((1280, 800), (1280, 720), (848, 480), (640, 480), (640, 360), (480, 270), (424, 240))},
+}
 
 
 @dataclass
 class CameraNodeConfig:
-    source: str = param("synthetic", "Frame source: synthetic | video | image_folder.", choices=CAMERA_SOURCES)
-    path: str = param("", "Video file or image folder for source video / image_folder.")
+    source: str = param("synthetic", "Frame source: synthetic | video | image_folder | uvc | osmo (uvc preset, DJI Osmo "
+                        "Action 4) | realsense | d455 (realsense preset).", choices=CAMERA_SOURCES)
+    path: str = param("", "video/image_folder: the file or folder; uvc/osmo: device index or path (empty = 0, "
+                      "/dev/video0); realsense/d455: serial number or a .db3/.bag recording (empty = first camera).")
     loop: bool = param(True, "Restart a finite source (video, image folder) at its end.")
     rate_hz: float = param(15.0, "Publish rate in frames per second (0 = the source's own rate).")
-    width: int = param(640, "Synthetic frame width in pixels.")
-    height: int = param(480, "Synthetic frame height in pixels.")
+    width: int = param(0, "Frame width in pixels: the synthetic image, or the resolution asked of a uvc/realsense "
+                       "camera (0 = the source's default: 640 synthetic/realsense/d455, 1280 uvc/osmo).")
+    height: int = param(0, "Frame height in pixels (0 = the source's default: 480 synthetic/realsense/d455, "
+                        "720 uvc/osmo).")
+    device_fps: float = param(0.0, "Frame rate asked of a uvc/realsense camera (0 = 30).")
+    fourcc: str = param("MJPG", "FOURCC asked of a uvc camera (MJPG: 1280x720 and 1920x1080 at 30 fps).")
+    depth: bool = param(False, "realsense/d455: also publish depth aligned to colour (16UC1, mm) on "
+                        "camera/aligned_depth_to_color/image_raw.")
+    timeout_s: float = param(2.0, "uvc/realsense: no frame for this long = camera lost; reopen every timeout_s "
+                             "until it is back (seconds).")
     frame_id: str = param("camera_link", "frame_id of published images and camera info.")
     horizontal_fov_deg: float = param(90.0, "Horizontal field of view used for the pinhole CameraInfo.")
     jpeg_quality: int = param(85, "JPEG quality (1-100) of camera/image_raw/compressed.")
@@ -87,14 +110,39 @@ class CameraNodeConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
-        _non_negative(self, "rate_hz")
-        _positive(self, "width", "height", "horizontal_fov_deg")
+        _non_negative(self, "rate_hz", "width", "height", "device_fps")
+        _positive(self, "horizontal_fov_deg", "timeout_s")
         if self.source in ("video", "image_folder") and not self.path:
             raise ConfigError(f"camera source {self.source!r} needs the parameter 'path'")
+        if (self.width == 0) != (self.height == 0):
+            raise ConfigError(f"set both width and height, or neither (0 = the source's default), got "
+                              f"{self.width}x{self.height}")
+        preset = CAMERA_PRESETS[self.source]
+        if preset["sizes"] and self.frame_size() not in preset["sizes"]:
+            sizes = ", ".join(f"{w}x{h}" for w, h in preset["sizes"])
+            raise ConfigError(f"camera {self.source!r} offers width x height {sizes}; got "
+                              f"{self.frame_size()[0]}x{self.frame_size()[1]}")
+        if len(self.fourcc) != 4:
+            raise ConfigError(f"fourcc must be 4 characters (e.g. MJPG, YUYV), got {self.fourcc!r}")
+        if self.depth and preset["kind"] != "realsense":
+            raise ConfigError(f"depth:=true needs a realsense/d455 source, not {self.source!r}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
         if not (self.publish_raw or self.publish_compressed):
             raise ConfigError("camera publishes nothing: enable publish_raw or publish_compressed")
+
+    @property
+    def kind(self) -> str:
+        """The frame source kind behind ``source`` (osmo -> uvc, d455 -> realsense)."""
+        return CAMERA_PRESETS[self.source]["kind"]
+
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) with 0 replaced by the source's default (0, 0 for files: their own size)."""
+        preset = CAMERA_PRESETS[self.source]
+        return (self.width or preset["width"], self.height or preset["height"])
+
+    def camera_fps(self) -> float:
+        return self.device_fps or CAMERA_PRESETS[self.source]["fps"]
 
 
 @dataclass
@@ -149,10 +197,13 @@ class ControllerNodeConfig:
             raise ConfigError(f"min_vx must be <= 0 (a backward limit), got {self.min_vx}")
 
 
+ROBOT_BACKENDS = ("sim", "unitree", "go2")
+
+
 @dataclass
 class BridgeNodeConfig:
-    backend: str = param("sim", "Robot backend: sim (kinematic Go2 stand-in).",
-                         choices=("sim",))
+    backend: str = param("sim", "Robot backend: sim (kinematic Go2 stand-in) | unitree (a real Go2 over "
+                         "unitree_sdk2py; go2 is the same).", choices=ROBOT_BACKENDS)
     rate_hz: float = param(50.0, "Bridge loop rate: velocity commands to the robot and odometry out.")
     cmd_timeout_s: float = param(0.5, "Zero velocity when no cmd_vel arrived for this long (seconds).")
     max_vx: float = param(0.6, "Forward speed clamp (m/s).")
@@ -165,10 +216,23 @@ class BridgeNodeConfig:
     sim_initial_y: float = param(0.0, "Sim robot start y (m).")
     sim_initial_yaw: float = param(0.0, "Sim robot start yaw (rad).")
     sim_response_time_s: float = param(0.1, "Sim first-order velocity response time constant (s); 0 = ideal.")
+    go2_network_interface: str = param("eth0", "unitree/go2: network interface on the robot's network "
+                                       "(192.168.123.0/24); lo for the fake Go2.")
+    go2_domain_id: int = param(0, "unitree/go2: DDS domain of the robot's unitree_sdk2 channels (a Go2 uses 0; "
+                               "independent of ROS_DOMAIN_ID).")
+    go2_timeout_s: float = param(1.0, "unitree/go2: SportClient timeout (s): no subscriber -> 3102, no answer -> 3104.")
+    go2_state_timeout_s: float = param(0.5, "unitree/go2: error status and zero command when no rt/sportmodestate "
+                                       "arrived for this long (s).")
 
     def __post_init__(self) -> None:
         check_choices(self)
-        _positive(self, "rate_hz", "cmd_timeout_s", "max_vx", "max_vy", "max_wz")
+        _positive(self, "rate_hz", "cmd_timeout_s", "max_vx", "max_vy", "max_wz", "go2_timeout_s",
+                  "go2_state_timeout_s")
+        if not 0 <= self.go2_domain_id <= 232:
+            raise ConfigError(f"go2_domain_id must be a DDS domain id in 0..232, got {self.go2_domain_id}")
+        if not re.fullmatch(r"[A-Za-z0-9_.:@-]{1,64}", self.go2_network_interface):
+            raise ConfigError(f"go2_network_interface {self.go2_network_interface!r} is not an interface name "
+                              f"(see `ip -br link`)")
         _non_negative(self, "sim_response_time_s")
         if not (math.isfinite(self.min_vx) and self.min_vx <= 0):
             raise ConfigError(f"min_vx must be <= 0 (a backward limit), got {self.min_vx}")

@@ -49,6 +49,10 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
           ("policy_node",), "JPEG frames; the only image topic that should cross Wi-Fi."),
     Topic("camera/camera_info", "sensor_msgs/msg/CameraInfo", "sensor_data", ("camera_node",), (),
           "Pinhole intrinsics matching the published frames."),
+    Topic("camera/aligned_depth_to_color/image_raw", "sensor_msgs/msg/Image", "sensor_data", ("camera_node",), (),
+          "16UC1 depth in millimetres aligned to the colour frame, same stamp (realsense/d455 with depth:=true)."),
+    Topic("camera/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", ("camera_node",), (),
+          "Camera state (streaming, reconnecting), frames, skipped stale frames, reconnects, last error."),
     Topic("instruction", "std_msgs/msg/String", "latched", (), ("policy_node",),
           "Navigation instruction in natural language, e.g. 'walk forward and stop by the wooden door'."),
     Topic("odom", "nav_msgs/msg/Odometry", "reliable", ("go2_bridge_node",), ("policy_node", "controller_node"),
@@ -67,13 +71,22 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
     Topic("estop", "std_msgs/msg/Bool", "latched", (), ("go2_bridge_node",),
           "True engages the latched e-stop; release only through the estop/release service."),
     Topic("go2/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", ("go2_bridge_node",), (),
-          "Bridge state (moving, idle, timeout, estop, rejected), backend health."),
+          "Bridge state (moving, idle, timeout, estop, rejected, robot_error), backend health, robot state "
+          "(mode, gait, body height, error code), SDK errors by name."),
 )}
 
 SERVICES: dict[str, Service] = {s.name: s for s in (
     Service("policy/reset", "std_srvs/srv/Trigger", "policy_node", "Forget history and route progress."),
     Service("estop/release", "std_srvs/srv/Trigger", "go2_bridge_node", "Release the latched e-stop."),
     Service("estop/engage", "std_srvs/srv/Trigger", "go2_bridge_node", "Engage the e-stop (same as estop:=true)."),
+    Service("go2/stand_up", "std_srvs/srv/Trigger", "go2_bridge_node", "Stand up with locked joints (Go2 StandUp)."),
+    Service("go2/stand_down", "std_srvs/srv/Trigger", "go2_bridge_node",
+            "Lie down (Go2 StandDown); velocity commands do nothing until stand_up or balance_stand."),
+    Service("go2/balance_stand", "std_srvs/srv/Trigger", "go2_bridge_node",
+            "Balanced stand, ready to walk (Go2 BalanceStand)."),
+    Service("go2/damp", "std_srvs/srv/Trigger", "go2_bridge_node",
+            "Damp all joints: the robot sinks to the ground (Go2 Damp); emergency use."),
+    Service("go2/stop_move", "std_srvs/srv/Trigger", "go2_bridge_node", "Stop walking now (Go2 StopMove)."),
 )}
 
 
@@ -120,12 +133,14 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {a.name: a for a in (
     LaunchArgument("policy", "", "Policy name (scripted, ...); empty keeps params/policy.yaml.",
                    (("policy_node", "policy"),)),
     LaunchArgument("instruction", "", "Initial navigation instruction.", (("policy_node", "instruction"),)),
-    LaunchArgument("camera", "", "Camera source: synthetic | video | image_folder; empty keeps params/camera.yaml.",
+    LaunchArgument("camera", "", "Camera source: synthetic | video | image_folder | uvc | osmo (DJI Osmo Action 4, "
+                   "uvc preset) | realsense | d455 (realsense preset); empty keeps params/camera.yaml.",
                    (("camera_node", "source"),)),
-    LaunchArgument("camera_path", "", "Video file or image folder for camera:=video|image_folder.",
+    LaunchArgument("camera_path", "", "Video file or image folder (camera:=video|image_folder), device index or "
+                   "/dev path (uvc|osmo), serial number or recording (realsense|d455).",
                    (("camera_node", "path"),)),
-    LaunchArgument("robot", "", "Robot backend: sim; empty keeps params/go2_bridge.yaml.",
-                   (("go2_bridge_node", "backend"),)),
+    LaunchArgument("robot", "", "Robot backend: sim | go2 (a real Go2 over unitree_sdk2py, same as unitree); empty "
+                   "keeps params/go2_bridge.yaml.", (("go2_bridge_node", "backend"),)),
 )}
 
 # Which nodes each launch file starts.

@@ -159,7 +159,7 @@ def test_factory(tmp_path):
     assert isinstance(make_source('video', path=tmp_path / 'x.mp4', loop=True), VideoFileSource)
     assert isinstance(make_source('image_folder', path=tmp_path, fps=3.0), ImageFolderSource)
     assert set(SOURCE_KINDS) >= {'synthetic', 'video', 'image_folder'}
-    with pytest.raises(ValueError, match=r"unknown frame source kind 'webcam'; known: image_folder, synthetic, video"):
+    with pytest.raises(ValueError, match=r"unknown frame source kind 'webcam'; known: image_folder, realsense, synthetic, uvc, video"):
         make_source('webcam')
     with pytest.raises(ValueError, match=r"bad arguments for frame source 'synthetic'.*accepted parameters: width, height, fps, seed"):
         make_source('synthetic', resolution=5)

@@ -505,7 +505,7 @@ def test_node_declares_exactly_its_config_parameters(rclpy_ready, builtin_parame
 
 
 CHANGED_VALUES = {
-    "camera_node": {"source": "image_folder", "path": "/data/frames", "loop": False, "rate_hz": 7.5, "width": 320,
+    "camera_node": {"source": "image_folder", "path": "/data/frames", "loop": False, "rate_hz": 7.5, "width": 320, "height": 240,
                     "jpeg_quality": 50, "frame_id": "front_camera"},
     "policy_node": {"image_input": "raw", "history_rate_hz": 2.0, "expected_width": 320,
                     "instruction": "go to the kitchen", "max_pending_frames": 8,
@@ -577,7 +577,7 @@ def test_yaml_block_is_per_node_name(rclpy_ready, tmp_path):
     ("controller_node", "rate_hz", "fast"),   # wrong type
     ("controller_node", "max_vx", -1.0),      # fails validation
     ("camera_node", "jpeg_quality", 500),
-    ("go2_bridge_node", "backend", "unitree"),
+    ("go2_bridge_node", "backend", "spot"),
 ])
 def test_bad_yaml_values_raise_config_error_naming_the_parameter(rclpy_ready, tmp_path, node_name, key, value):
     data = load_yaml(PARAMS_DIR / stack.NODES[node_name].params_file)
@@ -838,7 +838,12 @@ INVALID_CONFIGS = [
     (configs.CameraNodeConfig, {"source": "webcam"}, "source"),
     (configs.CameraNodeConfig, {"source": "video"}, "path"),
     (configs.CameraNodeConfig, {"jpeg_quality": 0}, "jpeg_quality"),
-    (configs.CameraNodeConfig, {"width": 0}, "width"),
+    (configs.CameraNodeConfig, {"width": -1}, "width"),
+    (configs.CameraNodeConfig, {"width": 320}, "height"),  # both or neither
+    (configs.CameraNodeConfig, {"source": "osmo", "width": 640, "height": 480}, "1280x720"),
+    (configs.CameraNodeConfig, {"fourcc": "MJPEG"}, "fourcc"),
+    (configs.CameraNodeConfig, {"depth": True}, "depth"),
+    (configs.CameraNodeConfig, {"timeout_s": 0.0}, "timeout_s"),
     (configs.CameraNodeConfig, {"rate_hz": -1.0}, "rate_hz"),
     (configs.CameraNodeConfig, {"horizontal_fov_deg": math.nan}, "horizontal_fov_deg"),
     (configs.CameraNodeConfig, {"publish_raw": False, "publish_compressed": False}, "publish_raw"),
@@ -855,7 +860,10 @@ INVALID_CONFIGS = [
     (configs.ControllerNodeConfig, {"max_vx": math.nan}, "max_vx"),
     (configs.ControllerNodeConfig, {"lookahead_m": math.inf}, "lookahead_m"),
     (configs.ControllerNodeConfig, {"odom_timeout_s": 0.0}, "odom_timeout_s"),
-    (configs.BridgeNodeConfig, {"backend": "unitree"}, "backend"),
+    (configs.BridgeNodeConfig, {"backend": "spot"}, "backend"),
+    (configs.BridgeNodeConfig, {"go2_domain_id": 233}, "go2_domain_id"),
+    (configs.BridgeNodeConfig, {"go2_network_interface": "eth0<x/>"}, "go2_network_interface"),
+    (configs.BridgeNodeConfig, {"go2_timeout_s": 0.0}, "go2_timeout_s"),
     (configs.BridgeNodeConfig, {"cmd_timeout_s": 0.0}, "cmd_timeout_s"),
     (configs.BridgeNodeConfig, {"min_vx": 0.5}, "min_vx"),
     (configs.BridgeNodeConfig, {"sim_response_time_s": -0.1}, "sim_response_time_s"),

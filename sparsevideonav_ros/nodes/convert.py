@@ -1,7 +1,7 @@
 """Message <-> numpy conversion (cv_bridge is not installable on pip-only machines)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, Twist
@@ -37,15 +37,18 @@ def rgb_from_compressed_msg(msg: CompressedImage) -> np.ndarray:
     return images.decode_compressed(msg.format, bytes(msg.data))
 
 
-def camera_info_msg(width: int, height: int, horizontal_fov_rad: float, header: Any) -> CameraInfo:
-    """Pinhole intrinsics (no distortion) from a horizontal field of view."""
+def camera_info_msg(width: int, height: int, horizontal_fov_rad: float, header: Any,
+                    intrinsics: Optional[tuple[float, float, float, float]] = None) -> CameraInfo:
+    """Pinhole intrinsics (no distortion): the device's (fx, fy, cx, cy) when given, else from a horizontal FOV."""
     fx = (width / 2.0) / np.tan(horizontal_fov_rad / 2.0)
-    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    fy, cx, cy = fx, (width - 1) / 2.0, (height - 1) / 2.0
+    if intrinsics is not None:
+        fx, fy, cx, cy = (float(v) for v in intrinsics)
     msg = CameraInfo(header=header, width=width, height=height, distortion_model="plumb_bob")
     msg.d = [0.0] * 5
-    msg.k = [fx, 0.0, cx, 0.0, fx, cy, 0.0, 0.0, 1.0]
+    msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
     msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    msg.p = [fx, 0.0, cx, 0.0, 0.0, fx, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
     return msg
 
 

@@ -1,17 +1,29 @@
-"""The robot backend interface the Go2 bridge drives (sim now, unitree_sdk2py next).
+"""The robot backend interface the Go2 bridge drives (sim, or a Go2 over unitree_sdk2py).
 
 All velocities are body-frame (vx m/s forward, vy m/s left, wz rad/s counter-clockwise).
 """
 from __future__ import annotations
 
 import abc
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
 
 class RobotError(RuntimeError):
     """A backend call failed; the message names the call and the SDK's code when there is one."""
+
+
+# Posture/motion actions the bridge offers as services (go2/<action>), Go2 sport API names in brackets.
+ACTIONS: dict[str, str] = {
+    "stand_up": "Stand up with locked joints (StandUp, api 1004).",
+    "stand_down": "Lie down (StandDown, api 1005); velocity commands do nothing until stand_up/balance_stand.",
+    "balance_stand": "Balanced stand, ready to walk (BalanceStand, api 1002).",
+    "damp": "Damp all joints: the robot sinks to the ground (Damp, api 1001). Emergency use.",
+    "stop_move": "Stop walking now (StopMove, api 1003).",
+}
 
 
 @dataclass(frozen=True)
@@ -23,6 +35,8 @@ class RobotState:
     velocity: np.ndarray
     healthy: bool = True
     info: dict = field(default_factory=dict)
+    # Counts the robot's state messages; equal on two reads = no new state. None: every read is new (sim).
+    seq: Optional[int] = None
 
 
 class RobotBackend(abc.ABC):
@@ -40,8 +54,20 @@ class RobotBackend(abc.ABC):
         """Stop walking now (Go2: StopMove); called on every stop edge, e-stop and shutdown."""
 
     @abc.abstractmethod
-    def read_state(self, now: float) -> RobotState:
-        """The newest robot state."""
+    def read_state(self, now: float) -> Optional[RobotState]:
+        """The newest robot state (stamped on the caller's clock); None while none has arrived yet."""
+
+    def health(self, now: float) -> str:
+        """'' while the robot is reachable; else what is wrong (the bridge then stops and reports it)."""
+        return ""
+
+    @abc.abstractmethod
+    def run_action(self, action: str, now: float) -> "Future[str]":
+        """Start one of ACTIONS; the future resolves to a message or raises RobotError (naming the SDK code)."""
+
+    def take_errors(self) -> list[str]:
+        """Errors of calls made in the background since the last call (each reported exactly once)."""
+        return []
 
     def close(self) -> None:
-        """Release the connection."""
+        """Stop background work and release the connection (after sending anything still queued)."""

@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future
 from typing import Optional
 
 import numpy as np
 
 from sparsevideonav_ros.core import se2
-from sparsevideonav_ros.robot.base import RobotBackend, RobotState
+from sparsevideonav_ros.robot.base import ACTIONS, RobotBackend, RobotError, RobotState
 
 
 class SimRobot(RobotBackend):
     """A holonomic body that tracks the commanded velocity with time constant ``response_time_s``.
 
     Time is whatever the caller passes as ``now`` (wall or sim clock), so it is deterministic in tests.
+    Like a Go2 it only walks while standing: after stand_down or damp, velocity commands are ignored
+    until stand_up or balance_stand.
     """
 
     name = "sim"
@@ -25,6 +28,7 @@ class SimRobot(RobotBackend):
         self.response_time_s = response_time_s
         self._last_time: Optional[float] = None
         self.stop_count = 0
+        self.posture = "balance_stand"
 
     def _advance(self, now: float) -> None:
         if self._last_time is None or now <= self._last_time:
@@ -42,6 +46,8 @@ class SimRobot(RobotBackend):
 
     def send_velocity(self, vx: float, vy: float, wz: float, now: float) -> None:
         self._advance(now)
+        if self.posture in ("stand_down", "damp"):
+            return
         self.command = np.array([vx, vy, wz], dtype=float)
 
     def stop(self, now: float) -> None:
@@ -53,4 +59,16 @@ class SimRobot(RobotBackend):
 
     def read_state(self, now: float) -> RobotState:
         self._advance(now)
-        return RobotState(stamp=now, pose=self.pose.copy(), velocity=self.velocity.copy())
+        return RobotState(stamp=now, pose=self.pose.copy(), velocity=self.velocity.copy(),
+                          info={"posture": self.posture})
+
+    def run_action(self, action: str, now: float) -> "Future[str]":
+        future: Future = Future()
+        if action not in ACTIONS:
+            future.set_exception(RobotError(f"unknown action {action!r}; known: {sorted(ACTIONS)}"))
+            return future
+        self.stop(now)
+        if action != "stop_move":
+            self.posture = action
+        future.set_result(f"sim: {action} done")
+        return future

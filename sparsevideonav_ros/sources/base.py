@@ -22,17 +22,24 @@ class Frame:
         stamp: capture time in seconds (epoch/ROS time) when the source knows
             it, None if the node should stamp the frame on receipt.
         index: 0-based frame counter since open(); keeps increasing across loops.
+        depth: optional (H, W) uint16 depth in millimetres aligned to rgb (0 = no reading).
     """
 
     rgb: np.ndarray
     stamp: float | None
     index: int
+    depth: np.ndarray | None = None
 
     def __post_init__(self):
         rgb = self.rgb
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             desc = f'{rgb.shape} {rgb.dtype}' if isinstance(rgb, np.ndarray) else type(rgb).__name__
             raise ValueError(f'Frame.rgb must be an (H, W, 3) uint8 array, got {desc}')
+        depth = self.depth
+        if depth is not None and not (isinstance(depth, np.ndarray) and depth.dtype == np.uint16
+                                      and depth.shape == rgb.shape[:2]):
+            desc = f'{depth.shape} {depth.dtype}' if isinstance(depth, np.ndarray) else type(depth).__name__
+            raise ValueError(f'Frame.depth must be an {rgb.shape[:2]} uint16 array like rgb, got {desc}')
 
 
 class FrameSource(abc.ABC):
@@ -47,6 +54,9 @@ class FrameSource(abc.ABC):
         width, height: frame size in pixels (0 until known, e.g. before a file is opened).
         nominal_fps: intended frame rate in Hz (0.0 if unknown).
     """
+
+    # Pinhole intrinsics (fx, fy, cx, cy) in pixels when the device reports them (RealSense), else None.
+    intrinsics: tuple[float, float, float, float] | None = None
 
     def __init__(self, width: int = 0, height: int = 0, nominal_fps: float = 0.0):
         self.width, self.height, self.nominal_fps = int(width), int(height), float(nominal_fps)

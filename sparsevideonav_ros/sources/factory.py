@@ -6,13 +6,17 @@ import inspect
 
 from .base import FrameSource
 from .file import ImageFolderSource, VideoFileSource
+from .realsense import RealSenseSource
 from .synthetic import SyntheticSource
+from .uvc import UvcSource
 
-# kind -> FrameSource class; device kinds ('uvc', 'realsense') register here too.
+# kind -> FrameSource class (realsense imports pyrealsense2 only when opened).
 SOURCE_KINDS: dict[str, type[FrameSource]] = {
     'synthetic': SyntheticSource,
     'video': VideoFileSource,
     'image_folder': ImageFolderSource,
+    'uvc': UvcSource,
+    'realsense': RealSenseSource,
 }
 
 
