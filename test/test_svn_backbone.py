@@ -1,0 +1,159 @@
+"""SparseVideoNav backbone, checkpoint layouts and sparse sampling (CPU, tiny configs; full size on meta)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sparsevideonav_ros.policies.sparsevideonav import checkpoints, sampling
+from sparsevideonav_ros.policies.sparsevideonav.models import tiny_transformer_config
+from sparsevideonav_ros.policies.sparsevideonav.transformer import SparseVideoNavTransformer
+
+TEXT_DIM = 32
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return SparseVideoNavTransformer(**tiny_transformer_config(TEXT_DIM)).eval()
+
+
+def inputs(frames=10, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randn(1, 512, TEXT_DIM, generator=g)
+    text[:, 7:] = 0  # zero padding after 7 tokens, as the release pads umT5 output
+    mask = torch.zeros(1, 512, dtype=torch.bool)
+    mask[:, :7] = True
+    return (torch.randn(1, 16, frames, 8, 8, generator=g), torch.tensor([999.0]), text, mask)
+
+
+def test_full_size_backbone_has_the_papers_parameter_counts():
+    from accelerate import init_empty_weights
+    with init_empty_weights():
+        model = SparseVideoNavTransformer()
+    total = sum(p.numel() for p in model.parameters())
+    history = sum(p.numel() for n, p in model.named_parameters()
+                  if "history" in n or n.startswith(("qformer.", "video_former.")))
+    wan = total - history
+    assert abs(wan - 1_419e6) / 1_419e6 < 0.002, f"Wan2.1-1.3B part has {wan / 1e6:.1f}M parameters"
+    # paper, stage 2 trainable: 1.8B (backbone + history injection)
+    assert 1.7e9 < total < 1.85e9, f"{total / 1e6:.1f}M"
+    assert model.config.num_layers == 30 and len(model.blocks) == 30
+    assert (model.config.num_attention_heads, model.config.attention_head_dim, model.config.ffn_dim) == (12, 128, 8960)
+    assert model.qformer.config.num_latents == 10240 and model.video_former.config.num_latents == 2560
+
+
+def test_fresh_history_attention_is_the_identity_until_trained(tiny):
+    latents, t, text, mask = inputs()
+    history = tiny.compress_history(torch.randn(1, 16, 3, 8, 8), None, text, mask)
+    with torch.no_grad():
+        plain = tiny(latents, t, text, None)
+        with_history = tiny(latents, t, text, history)
+        assert torch.equal(plain, with_history)
+        perturbed = SparseVideoNavTransformer(**tiny_transformer_config(TEXT_DIM)).eval()
+        perturbed.load_state_dict(tiny.state_dict())
+        torch.nn.init.normal_(perturbed.blocks[0].attn_history.to_out[0].weight, std=0.1)
+        assert torch.equal(perturbed(latents, t, text, None), plain)
+        changed = perturbed(latents, t, text, history)
+    assert (changed - plain).abs().max() > 1e-4
+
+
+def test_history_tokens_do_not_depend_on_history_length(tiny):
+    _, _, text, mask = inputs()
+    shapes = {tuple(tiny.compress_history(torch.randn(1, 16, n, 8, 8), None, text, mask).shape) for n in (1, 3, 9)}
+    assert shapes == {(1, tiny.video_former.config.num_latents, tiny.video_former.config.dim)}
+
+
+def test_history_compression_needs_the_models_latent_grid(tiny):
+    _, _, text, mask = inputs()
+    with pytest.raises(ValueError, match="image size"):
+        tiny.compress_history(torch.randn(1, 16, 2, 16, 16), None, text, mask)
+
+
+def test_save_pretrained_round_trip_keeps_config_and_outputs(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["num_layers"] == 2 and config["qformer_config"]["num_latents"] == 640
+    loaded = SparseVideoNavTransformer.from_pretrained(tmp_path).eval()
+    latents, t, text, mask = inputs()
+    with torch.no_grad():
+        history = tiny.compress_history(torch.randn(1, 16, 2, 8, 8), None, text, mask)
+        torch.testing.assert_close(loaded(latents, t, text, history), tiny(latents, t, text, history),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_release_layout_export_and_load_give_identical_outputs(tiny, tmp_path):
+    svn_ckpt = checkpoints.export_release_transformer(tiny, tmp_path / "svn_ckpt")
+    from safetensors.torch import load_file
+    keys = set(load_file(str(svn_ckpt / "model.safetensors")))
+    assert all(k.startswith("vgm.") for k in keys)
+    # the original Wan naming of the reference, block 0
+    for name in ("norm3.weight", "self_attn.q.weight", "self_attn.o.bias", "self_attn.norm_q.weight",
+                 "cross_attn.k.weight", "cross_attn.norm_k.weight", "ffn.0.weight", "ffn.2.bias", "modulation",
+                 "history_proj.0.weight", "history_proj.2.bias", "norm_history.weight",
+                 "history_cross_attn.q.weight", "history_cross_attn.o.bias", "history_cross_attn.norm_k.weight"):
+        assert f"vgm.blocks.0.{name}" in keys, name
+    for name in ("patch_embedding.weight", "text_embedding.0.weight", "text_embedding.2.bias",
+                 "time_embedding.0.weight", "time_projection.1.weight", "head.head.weight", "head.modulation",
+                 "history_pre_proj.weight", "history_post_proj.bias"):
+        assert f"vgm.{name}" in keys, name
+    assert any(k.startswith("vgm.qformer.") for k in keys) and any(k.startswith("vgm.video_former.") for k in keys)
+    config = json.loads((svn_ckpt / "config.json").read_text())
+    assert config["vgm_num_layers"] == 2 and config["vgm_video_former_config"]["num_frame"] == 10
+
+    loaded = checkpoints.load_release_transformer(svn_ckpt)
+    latents, t, text, mask = inputs()
+    with torch.no_grad():
+        history_latents = torch.randn(1, 16, 3, 8, 8)
+        ours = tiny(latents, t, text, tiny.compress_history(history_latents, None, text, mask))
+        theirs = loaded(latents, t, text, loaded.compress_history(history_latents, None, text, mask))
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-5)
+
+
+def test_release_loading_names_bad_keys(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+    svn_ckpt = checkpoints.export_release_transformer(tiny, tmp_path / "svn_ckpt")
+    state = load_file(str(svn_ckpt / "model.safetensors"))
+    state["vgm.blocks.0.mystery.weight"] = torch.zeros(1)
+    save_file(state, str(svn_ckpt / "model.safetensors"))
+    with pytest.raises(checkpoints.CheckpointError, match="mystery"):
+        checkpoints.load_release_transformer(svn_ckpt)
+    del state["vgm.blocks.0.mystery.weight"]
+    del state["vgm.blocks.1.history_cross_attn.q.weight"]
+    save_file(state, str(svn_ckpt / "model.safetensors"))
+    with pytest.raises(checkpoints.CheckpointError, match=r"blocks\.1\.attn_history\.to_q\.weight"):
+        checkpoints.load_release_transformer(svn_ckpt)
+    with pytest.raises(checkpoints.CheckpointError, match="config.json"):
+        checkpoints.load_release_transformer(tmp_path / "nowhere")
+
+
+def test_sparse_future_times_and_schedules():
+    assert sampling.future_times_s() == (1, 2, 5, 8, 11, 14, 17, 20)
+    unipc = sampling.make_scheduler("unipc", 4)
+    assert sampling.model_timestep(unipc.timesteps, "unipc").tolist() == [999, 749, 499, 249]  # the release's
+    np.testing.assert_allclose(unipc.sigmas.numpy(), [0.999, 0.74925, 0.4995, 0.24975, 0.0], atol=1e-6)
+    pcm = sampling.make_scheduler("pcm_euler", 4)
+    np.testing.assert_allclose(pcm.sigmas.numpy(), [1.0, 0.75, 0.5, 0.25, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match="unipc"):
+        sampling.make_scheduler("ddim", 4)
+
+
+@pytest.mark.parametrize("sampler", sampling.SAMPLERS)
+def test_sampling_preserves_the_reference_and_fills_the_sparse_future(tiny, sampler):
+    _, _, text, mask = inputs()
+    reference = torch.randn(1, 16, 2, 8, 8)
+    history = tiny.compress_history(torch.randn(1, 16, 2, 8, 8), None, text, mask)
+    calls = []
+    hook = tiny.register_forward_hook(lambda module, args, output: calls.append(args[0].shape))
+    try:
+        out = sampling.sample_sparse_future(tiny, reference, text, history, sampler=sampler, steps=4,
+                                            generator=torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    assert out.shape == (1, 16, 10, 8, 8)
+    assert torch.equal(out[:, :, :2], reference)  # written back after every step
+    assert torch.isfinite(out).all() and out[:, :, 2:].std() > 0
+    assert len(calls) == 4 and all(shape[2] == 10 for shape in calls)  # 4 steps over 2 + 8 latent frames
+    again = sampling.sample_sparse_future(tiny, reference, text, history, sampler=sampler, steps=4,
+                                          generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
