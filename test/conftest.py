@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ TEST_DOMAIN_ID = int(os.environ.get("SVN_TEST_DOMAIN_ID", 1 + os.getpid() % 100)
 os.environ["ROS_DOMAIN_ID"] = str(TEST_DOMAIN_ID)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_LOCALHOST_ONLY"] = "1"
+# The tiny SparseVideoNav model set is built once per test run, here, and shared with child nodes.
+os.environ.setdefault("SPARSEVIDEONAV_CACHE", tempfile.mkdtemp(prefix="svn-cache-"))
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from sparsevideonav_ros.policies.base import Policy
 # name -> "module:Class" of the Policy subclass
 POLICIES: dict[str, str] = {
     "scripted": "sparsevideonav_ros.policies.scripted.policy:ScriptedPolicy",
+    "sparsevideonav": "sparsevideonav_ros.policies.sparsevideonav.policy:SparseVideoNavPolicy",
 }
 
 

@@ -216,7 +216,17 @@ def load_release_transformer(svn_ckpt: Path, device: str = "cpu",
     state = release_to_ours(read_state_dict(weight_files(svn_ckpt)))
     # Persistent buffers that are recomputed deterministically are still checked, never silently taken.
     load_into(model, state, str(svn_ckpt))
-    return model.to(device=device, dtype=dtype).eval()
+    cast_keeping_fp32_modules(model, dtype)
+    return model.to(device).eval()
+
+
+def cast_keeping_fp32_modules(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Cast parameters to ``dtype`` except those diffusers keeps in float32 (norms, time embedding, RoPE),
+    as from_pretrained(torch_dtype=...) does."""
+    keep = set(getattr(model, "_keep_in_fp32_modules", None) or ())
+    for name, parameter in model.named_parameters():
+        if not keep & set(name.split(".")):
+            parameter.data = parameter.data.to(dtype)
 
 
 def export_release_transformer(model: SparseVideoNavTransformer, svn_ckpt: Path) -> Path:

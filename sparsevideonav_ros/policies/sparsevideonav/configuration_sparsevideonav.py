@@ -12,8 +12,8 @@ TINY = "tiny"
 @dataclass
 class SparseVideoNavConfig:
     checkpoint: str = param(TINY, "Model folder: ours (save_pretrained layout), the authors' release folder "
-                                  "(with svn_ckpt/), or 'tiny' = a small random model for wiring tests (drives "
-                                  "nonsense).")
+                                  "(with svn_ckpt/), or 'tiny' = a small untrained model for wiring tests (it "
+                                  "just walks slowly forward).")
     wan_diffusers_dir: str = param("", "Release layout only: diffusers-format Wan2.1-T2V-1.3B folder giving "
                                        "text_encoder/ and tokenizer/ (and vae/ if Wan2.1_VAE.pth is absent).")
     action_head_dir: str = param("", "Release layout only: a trained action head folder (the authors have not "

@@ -1,0 +1,225 @@
+"""Loading and saving the SparseVideoNav model set (video backbone, VAE, umT5, action head).
+
+Our layout (save_pretrained):                 The authors' release layout:
+    <folder>/sparsevideonav.json                  <folder>/svn_ckpt/  (config.json + weights, `vgm.` keys)
+    <folder>/transformer/   (backbone)            <folder>/Wan2.1_VAE.pth
+    <folder>/vae/           (AutoencoderKLWan)    <folder>/google/umt5-xxl/ (tokenizer)
+    <folder>/text_encoder/  (UMT5EncoderModel)  + wan_diffusers_dir (text_encoder/, tokenizer/, vae/)
+    <folder>/tokenizer/                         + action_head_dir (the authors' action head is unreleased)
+    <folder>/action_head/
+
+`tiny` builds a small random set once into a cache folder and loads it through the same code.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from sparsevideonav_ros.policies.sparsevideonav.action_head import ActionHeadConfig, SparseVideoNavActionHead
+from sparsevideonav_ros.policies.sparsevideonav.checkpoints import CheckpointError, load_release_transformer
+from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import TINY, SparseVideoNavConfig
+from sparsevideonav_ros.policies.sparsevideonav.sampling import REFERENCE_LATENTS, future_times_s
+from sparsevideonav_ros.policies.sparsevideonav.text_encoding import InstructionEncoder, make_tiny_text_encoder
+from sparsevideonav_ros.policies.sparsevideonav.transformer import SparseVideoNavTransformer
+from sparsevideonav_ros.policies.sparsevideonav.video_latents import decode_latents, load_vae, tiny_vae_config
+
+# Loading happens in a node at start-up: progress bars would only clutter its log.
+import diffusers.utils.logging as _diffusers_logging  # noqa: E402
+import transformers.utils.logging as _transformers_logging  # noqa: E402
+
+_diffusers_logging.disable_progress_bar()
+_transformers_logging.disable_progress_bar()
+
+LAYOUT_FILE = "sparsevideonav.json"
+LAYOUT_FORMAT = "sparsevideonav_ros"
+LAYOUT_VERSION = 1
+VAE_SPATIAL_STRIDE = 8
+TINY_VERSION = "tiny-v2"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class SparseVideoNavModels:
+    transformer: SparseVideoNavTransformer
+    vae: torch.nn.Module
+    action_head: SparseVideoNavActionHead
+    text_encoder: InstructionEncoder
+    image_size: int
+
+    def __post_init__(self) -> None:
+        text_dim = self.transformer.config.text_dim
+        if self.text_encoder.hidden_size != text_dim:
+            raise CheckpointError(f"text encoder width {self.text_encoder.hidden_size} != backbone text_dim {text_dim}")
+        grid = int(math.isqrt(self.transformer.qformer.config.num_latents // self.transformer.history_slots))
+        if grid * VAE_SPATIAL_STRIDE != self.image_size:
+            raise CheckpointError(f"image_size {self.image_size} does not match the Q-Former's {grid}x{grid} latent "
+                                  f"grid (image size {grid * VAE_SPATIAL_STRIDE})")
+
+    @property
+    def max_history_chunks(self) -> int:
+        return self.transformer.qformer.config.max_frames
+
+    def encode_instruction(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeds (1, 512, text_dim) on the backbone's device, mask (1, 512) bool)."""
+        embeds, mask = self.text_encoder.encode(text)
+        device = self.transformer.device
+        return embeds.to(device, self.transformer.dtype), mask.to(device)
+
+    def preview_mosaic(self, latents: torch.Tensor) -> np.ndarray:
+        """Decoded sparse future as a 2 x 4 RGB mosaic (uint8), each tile labelled with its time ahead.
+
+        latents: (1, 16, 10, h, w) = 2 reference + 8 future latents. With the causal VAE, latent i >= 1
+        decodes to frames 4i-3 .. 4i; the last of them stands for that latent's instant.
+        """
+        import cv2
+        frames = decode_latents(self.vae, latents.to(self.vae.dtype))[0]  # (3, T, H, W) in [-1, 1]
+        tiles = []
+        for index, seconds in zip(range(REFERENCE_LATENTS, latents.shape[2]), future_times_s()):
+            tile = ((frames[:, 4 * index].float().clamp(-1, 1) + 1) * 127.5).byte().permute(1, 2, 0).cpu().numpy()
+            tile = np.ascontiguousarray(tile)
+            cv2.putText(tile, f"T+{seconds:.0f}s", (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 0), 1)
+            tiles.append(tile)
+        return np.concatenate([np.concatenate(tiles[:4], axis=1), np.concatenate(tiles[4:], axis=1)], axis=0)
+
+    def save_pretrained(self, folder: Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.transformer.save_pretrained(folder / "transformer")
+        self.vae.save_pretrained(folder / "vae")
+        self.action_head.save_pretrained(folder / "action_head")
+        self.text_encoder.save_pretrained(folder / "text_encoder", folder / "tokenizer")
+        (folder / LAYOUT_FILE).write_text(json.dumps(
+            {"format": LAYOUT_FORMAT, "version": LAYOUT_VERSION, "image_size": self.image_size}, indent=2))
+        return folder
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise CheckpointError(f"missing {what}: expected {path}")
+    return path
+
+
+def _load_ours(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavModels:
+    layout = json.loads(_require(folder / LAYOUT_FILE, "layout file").read_text())
+    if layout.get("format") != LAYOUT_FORMAT or layout.get("version") != LAYOUT_VERSION:
+        raise CheckpointError(f"{folder / LAYOUT_FILE} is {layout}, expected format {LAYOUT_FORMAT} v{LAYOUT_VERSION}")
+    dtype = DTYPES[config.dtype]
+    transformer = SparseVideoNavTransformer.from_pretrained(
+        _require(folder / "transformer" / "config.json", "backbone config").parent, torch_dtype=dtype)
+    action_head = SparseVideoNavActionHead.from_pretrained(
+        _require(folder / "action_head" / "config.json", "action head config").parent, torch_dtype=dtype)
+    vae = load_vae(_require(folder / "vae", "VAE folder"), device=config.device, dtype=dtype)
+    text = InstructionEncoder.from_pretrained(_require(folder / "text_encoder", "text encoder folder"),
+                                              _require(folder / "tokenizer", "tokenizer folder"),
+                                              device=config.text_encoder_device)
+    return SparseVideoNavModels(transformer.to(config.device).eval(), vae.eval(), action_head.to(config.device).eval(),
+                                text, int(layout["image_size"]))
+
+
+def _load_release(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavModels:
+    dtype = DTYPES[config.dtype]
+    if not config.action_head_dir:
+        raise CheckpointError(
+            f"{folder} is the authors' release, which has no action head (not published): train one with "
+            f"`python -m sparsevideonav_ros.tools.train_action_head` and set sparsevideonav.action_head_dir")
+    wan = Path(config.wan_diffusers_dir) if config.wan_diffusers_dir else folder / "wan_diffusers_dir-unset"
+    transformer = load_release_transformer(folder / "svn_ckpt", device=config.device, dtype=dtype)
+    original_vae = folder / "Wan2.1_VAE.pth"
+    vae_config = wan / "vae" if (wan / "vae" / "config.json").is_file() else None  # else the standard Wan2.1 VAE
+    if original_vae.is_file():
+        vae = load_vae(original_vae, device=config.device, dtype=dtype, config=vae_config)
+    else:
+        vae = load_vae(_require(wan / "vae", "VAE (Wan2.1_VAE.pth or <wan_diffusers_dir>/vae)"),
+                       device=config.device, dtype=dtype)
+    tokenizer = folder / "google" / "umt5-xxl"
+    wan_t5 = folder / "models_t5_umt5-xxl-enc-bf16.pth"
+    text_source = wan / "text_encoder" if (wan / "text_encoder").is_dir() else wan_t5
+    text = InstructionEncoder.from_pretrained(
+        _require(text_source, "umT5 encoder (<wan_diffusers_dir>/text_encoder or models_t5_umt5-xxl-enc-bf16.pth)"),
+        tokenizer if tokenizer.is_dir() else _require(wan / "tokenizer", "tokenizer"),
+        device=config.text_encoder_device)
+    action_head = SparseVideoNavActionHead.from_pretrained(
+        _require(Path(config.action_head_dir) / "config.json", "action head config").parent, torch_dtype=dtype)
+    grid = int(math.isqrt(transformer.qformer.config.num_latents // transformer.history_slots))
+    return SparseVideoNavModels(transformer, vae.eval(), action_head.to(config.device).eval(), text,
+                                grid * VAE_SPATIAL_STRIDE)
+
+
+def load_models(config: SparseVideoNavConfig) -> SparseVideoNavModels:
+    """Load by `config.checkpoint`: 'tiny', our layout, or the authors' release layout."""
+    folder = tiny_checkpoint_dir() if config.checkpoint == TINY else Path(config.checkpoint).expanduser()
+    if not folder.is_dir():
+        raise CheckpointError(f"sparsevideonav.checkpoint {folder} is not a folder")
+    if (folder / LAYOUT_FILE).is_file():
+        return _load_ours(folder, config)
+    if (folder / "svn_ckpt").is_dir():
+        return _load_release(folder, config)
+    raise CheckpointError(f"{folder} is neither our layout (expected {folder / LAYOUT_FILE}) nor the authors' "
+                          f"release (expected {folder / 'svn_ckpt'}/)")
+
+
+# -- tiny random models ---------------------------------------------------------------------------
+
+TINY_IMAGE_SIZE = 64  # 8x8 latents: 64 tokens per latent frame
+
+
+def tiny_transformer_config(text_dim: int) -> dict:
+    tokens = (TINY_IMAGE_SIZE // VAE_SPATIAL_STRIDE) ** 2
+    return dict(num_attention_heads=2, attention_head_dim=16, ffn_dim=64, num_layers=2, text_dim=text_dim,
+                freq_dim=32, qformer_config=dict(dim=32, depth=1, heads=2, num_latents=10 * tokens,
+                                                 language_dim=text_dim, max_frames=64),
+                video_former_config=dict(dim=32, depth=1, heads=2, dim_head=16, num_latents=10 * tokens // 4,
+                                         num_slots=10, input_dim=32, language_dim=text_dim))
+
+
+def tiny_action_head_config(text_dim: int) -> ActionHeadConfig:
+    tokens = (TINY_IMAGE_SIZE // VAE_SPATIAL_STRIDE) ** 2
+    return ActionHeadConfig(language_dim=text_dim, former_dim=32, former_depth=1, former_heads=2,
+                            former_dim_head=16, former_num_latents=8 * tokens // 4, dit_dim=32, dit_depth=2,
+                            dit_heads=2,
+                            # An untrained head samples its mean action: a slow walk forward (0.2 m/s) makes
+                            # the tiny model visibly drive the demo robot. It is not a navigation model.
+                            action_mean=(0.05, 0.0, 0.0))
+
+
+def build_tiny_models(folder: Path, seed: int = 0) -> Path:
+    """Random tiny model set saved in our layout (text encoder and a real tokenizer included)."""
+    from diffusers import AutoencoderKLWan
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    text_dir, tokenizer_dir = make_tiny_text_encoder(folder)
+    for produced, wanted in ((Path(text_dir), folder / "text_encoder"), (Path(tokenizer_dir), folder / "tokenizer")):
+        if produced.resolve() != wanted.resolve():
+            shutil.move(str(produced), str(wanted))
+    text = InstructionEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer")
+    transformer = SparseVideoNavTransformer(**tiny_transformer_config(text.hidden_size))
+    action_head = SparseVideoNavActionHead.from_head_config(tiny_action_head_config(text.hidden_size))
+    vae = AutoencoderKLWan(**tiny_vae_config())
+    SparseVideoNavModels(transformer, vae, action_head, text, TINY_IMAGE_SIZE).save_pretrained(folder)
+    return folder
+
+
+def tiny_checkpoint_dir() -> Path:
+    """Cached tiny model set (built once, atomically, so parallel processes never see half a folder)."""
+    root = Path(os.environ.get("SPARSEVIDEONAV_CACHE", Path.home() / ".cache" / "sparsevideonav_ros"))
+    target = root / TINY_VERSION
+    if (target / LAYOUT_FILE).is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="tiny-", dir=root))
+    build_tiny_models(staging)
+    try:
+        staging.rename(target)
+    except OSError:  # another process won the race
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,151 @@
+"""`sparsevideonav`: the SparseVideoNav policy behind the common Policy contract.
+
+Per 4 FPS frame (observe): centre-crop/resize to the model's size; frames that leave the reference
+window become history and are VAE-encoded once, chunk by chunk, with a cache kept across steps.
+Every `plan_every_frames` frames (plan): reference = newest 8 frames (2 latent chunks, encoded on
+their own as in the release), history compressed to a fixed token count, 4-step sparse-future
+sampling, action head -> 8 (dx, dy, dtheta) -> 8 cumulative waypoints 0.25 s apart.
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+
+from sparsevideonav_ros.core import se2
+from sparsevideonav_ros.policies.base import Observation, Plan, Policy, PolicyError
+from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import SparseVideoNavConfig
+from sparsevideonav_ros.policies.sparsevideonav.models import SparseVideoNavModels, load_models
+from sparsevideonav_ros.policies.sparsevideonav.sampling import REFERENCE_LATENTS, sample_sparse_future
+from sparsevideonav_ros.policies.sparsevideonav.video_latents import (StreamingVideoEncoder, decode_latents,
+                                                                       encode_clip, preprocess_frame)
+
+FRAMES_PER_CHUNK = 4
+REFERENCE_FRAMES = REFERENCE_LATENTS * FRAMES_PER_CHUNK  # 8
+ACTION_DT_S = 0.25  # one action per 4 FPS frame
+
+
+class SparseVideoNavPolicy(Policy):
+    name = "sparsevideonav"
+    config_class = SparseVideoNavConfig
+
+    def __init__(self, config: SparseVideoNavConfig, models: Optional[SparseVideoNavModels] = None) -> None:
+        super().__init__(config)
+        # Weights load here, once, at node configure time (missing files fail the node's start).
+        self.models = models or load_models(config)
+        self.device = torch.device(config.device)
+        self.history_encoder = StreamingVideoEncoder(self.models.vae)
+        self._text: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self.reset()
+
+    # -- episode state --------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.history_encoder.reset()
+        self._pending: list[torch.Tensor] = []  # (3, S, S) frames not yet encoded as history, oldest first
+        self._history_latents: list[torch.Tensor] = []  # (1, 16, 1, h, w) per history chunk
+        self._frames_seen = 0
+        self._latest: Optional[Observation] = None
+        self._last_plan: Optional[Plan] = None
+
+    def set_instruction(self, text: str) -> None:
+        super().set_instruction(text)
+        # Once per instruction, never per step.
+        self._text = self.models.encode_instruction(self.instruction)
+        self._last_plan = None
+
+    @property
+    def history_length(self) -> int:
+        return self._frames_seen
+
+    @property
+    def history_chunks(self) -> int:
+        return len(self._history_latents)
+
+    def observe(self, observation: Observation) -> None:
+        frame = preprocess_frame(observation.rgb, self.models.image_size)
+        self._pending.append(frame)
+        self._frames_seen += 1
+        self._latest = observation
+        self._encode_finished_history()
+
+    def _encode_finished_history(self) -> None:
+        """Encode every 4-frame chunk that is older than the 8 reference frames of the next plan.
+
+        The grid is anchored at the episode's first frame, as in the release when planning every
+        4 frames; the first frame is also fed alone first (the release's repeated context frame).
+        """
+        if self.history_encoder.chunks_encoded == 0 and not self.history_encoder.started and self._pending:
+            self.history_encoder.start(self._batch(self._pending[:1])[:, :, 0])
+        while len(self._pending) >= FRAMES_PER_CHUNK + REFERENCE_FRAMES:
+            chunk = self._pending[:FRAMES_PER_CHUNK]
+            del self._pending[:FRAMES_PER_CHUNK]
+            self._history_latents.append(self.history_encoder.encode_chunk(self._batch(chunk)))
+            limit = self.models.max_history_chunks
+            if len(self._history_latents) > limit:  # Q-Former frame positions end at `limit`
+                del self._history_latents[0]
+
+    def _batch(self, frames: list[torch.Tensor]) -> torch.Tensor:
+        """[(3, S, S)] -> (1, 3, T, S, S) on the model's device and dtype."""
+        return torch.stack(frames, dim=1).unsqueeze(0).to(self.device, self.models.vae.dtype)
+
+    # -- planning -------------------------------------------------------------------------------
+    def plan(self) -> Plan:
+        if self._latest is None:
+            raise PolicyError("plan() before any observation")
+        stamp = self._latest.stamp
+        if self._text is None:
+            return Plan.stand_still(stamp, "waiting_instruction")
+        if self._frames_seen < self.config.min_frames:
+            return Plan.stand_still(stamp, "warming_up")
+        if self._frames_seen % self.config.plan_every_frames and self._last_plan is not None:
+            return self._last_plan  # planned from an older frame; its stamp anchors it correctly
+        self._last_plan = self._plan_now(stamp)
+        return self._last_plan
+
+    def _generator(self) -> Optional[torch.Generator]:
+        if self.config.seed < 0:
+            return None
+        return torch.Generator(device="cpu").manual_seed(self.config.seed)
+
+    def _plan_now(self, stamp: float) -> Plan:
+        timings: dict[str, float] = {}
+        clock = time.perf_counter
+        text_embeds, text_mask = self._text
+        with torch.no_grad():
+            start = clock()
+            reference = encode_clip(self.models.vae, self._batch(self._pending[-REFERENCE_FRAMES:]))
+            timings["vae_encode_reference_s"] = clock() - start
+
+            start = clock()
+            history_tokens = None
+            if self._history_latents:
+                history = torch.cat(self._history_latents, dim=2)
+                history_tokens = self.models.transformer.compress_history(history, None, text_embeds, text_mask)
+            timings["history_compression_s"] = clock() - start
+
+            start = clock()
+            latents = sample_sparse_future(self.models.transformer, reference, text_embeds, history_tokens,
+                                           sampler=self.config.sampler, steps=self.config.sampler_steps,
+                                           generator=self._generator())
+            timings["backbone_s"] = clock() - start
+
+            start = clock()
+            future = latents[:, :, REFERENCE_LATENTS:]
+            actions = self.models.action_head.sample(future, text_embeds, text_mask,
+                                                     num_inference_steps=self.config.action_steps,
+                                                     generator=self._generator())
+            timings["action_head_s"] = clock() - start
+
+            preview = None
+            if self.config.preview:
+                start = clock()
+                preview = self.models.preview_mosaic(latents)
+                timings["preview_decode_s"] = clock() - start
+        deltas = actions[0].float().cpu().numpy().astype(float)
+        if not np.all(np.isfinite(deltas)):
+            raise PolicyError(f"action head returned non-finite actions: {deltas.tolist()}")
+        waypoints = se2.poses_from_deltas(deltas)
+        return Plan(stamp=stamp, waypoints=waypoints, state="ok", waypoint_dt_s=ACTION_DT_S, preview=preview,
+                    timings_s=timings)

@@ -1,0 +1,164 @@
+"""The `sparsevideonav` policy end to end on the tiny model: streaming history, planning cadence,
+both checkpoint layouts through the real loaders, bad inputs."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from sparsevideonav_ros.configs import ConfigError
+from sparsevideonav_ros.policies import registry
+from sparsevideonav_ros.policies.base import Observation, PolicyError
+from sparsevideonav_ros.policies.sparsevideonav import checkpoints, models
+from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import SparseVideoNavConfig
+from sparsevideonav_ros.policies.sparsevideonav.policy import SparseVideoNavPolicy
+from sparsevideonav_ros.policies.sparsevideonav.video_latents import save_vae_original_format
+
+INSTRUCTION = "walk forward and stop by the wooden door"
+
+
+def frames(count, seed=0, shape=(96, 128, 3)):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, shape, dtype=np.uint8) for _ in range(count)]
+
+
+def run(policy, images, start=0):
+    plans = []
+    for i, rgb in enumerate(images, start):
+        plans.append(policy.step(Observation(stamp=i * 0.25, rgb=rgb)))
+    return plans
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    return models.load_models(SparseVideoNavConfig())
+
+
+@pytest.fixture
+def policy(tiny_models):
+    policy = SparseVideoNavPolicy(SparseVideoNavConfig(preview=True), models=tiny_models)
+    policy.set_instruction(INSTRUCTION)
+    return policy
+
+
+def test_registry_builds_the_policy_from_the_tiny_checkpoint():
+    policy = registry.make_policy("sparsevideonav", {"sampler_steps": 2})
+    assert policy.name == "sparsevideonav" and policy.models.image_size == models.TINY_IMAGE_SIZE
+
+
+def test_waits_for_an_instruction_and_warms_up_until_12_frames(tiny_models):
+    policy = SparseVideoNavPolicy(SparseVideoNavConfig(), models=tiny_models)
+    assert run(policy, frames(1))[0].state == "waiting_instruction"
+    policy.set_instruction(INSTRUCTION)
+    plans = run(policy, frames(11)[1:], start=1)
+    assert {p.state for p in plans} == {"warming_up"} and all(len(p.waypoints) == 0 for p in plans)
+    plan = run(policy, frames(1, seed=3), start=11)[0]
+    assert plan.state == "ok"
+
+
+def test_plan_has_8_finite_cumulative_waypoints_a_quarter_second_apart(policy):
+    plan = run(policy, frames(12))[-1].validate()
+    assert plan.waypoints.shape == (8, 3) and np.all(np.isfinite(plan.waypoints))
+    assert plan.waypoint_dt_s == 0.25 and plan.stamp == 11 * 0.25
+    assert set(plan.timings_s) >= {"vae_encode_reference_s", "history_compression_s", "backbone_s", "action_head_s"}
+    assert plan.preview is not None and plan.preview.dtype == np.uint8 and plan.preview.shape == (128, 256, 3)
+
+
+def test_history_is_encoded_once_per_chunk_and_plans_every_4_frames(policy):
+    encoder_inputs = []
+    hook = policy.models.vae.encoder.register_forward_hook(lambda m, args, out: encoder_inputs.append(args[0].shape[2]))
+    try:
+        plans = run(policy, frames(24))
+    finally:
+        hook.remove()
+    # 24 frames: history = frames[0:16] = 4 chunks, each encoded exactly once, plus the 1-frame start
+    assert policy.history_chunks == 4
+    # reference clips: planned at 12, 16, 20, 24 frames -> 4 clips of (1 + 8) frames through diffusers' encode
+    history_passes = [n for n in encoder_inputs]
+    assert history_passes.count(4) == 4 + 4 * 2 and history_passes.count(1) == 1 + 4
+    assert plans[10].state == "warming_up" and plans[11].state == "ok"
+    fresh = [i for i in range(12, 24) if plans[i] is not plans[i - 1]]
+    assert fresh == [15, 19, 23]  # a new plan every 4 frames, the last one repeated in between
+    assert plans[13].stamp == plans[11].stamp  # a repeated plan keeps the stamp of the frame it came from
+
+
+def test_reset_forgets_the_episode(policy):
+    run(policy, frames(16))
+    policy.reset()
+    assert policy.history_chunks == 0 and policy.history_length == 0
+    assert run(policy, frames(1))[0].state == "warming_up"
+
+
+def test_same_seed_same_plan_and_instruction_matters(tiny_models):
+    def plan_for(instruction):
+        policy = SparseVideoNavPolicy(SparseVideoNavConfig(seed=7), models=tiny_models)
+        policy.set_instruction(instruction)
+        return run(policy, frames(12))[-1]
+    first, second = plan_for(INSTRUCTION), plan_for(INSTRUCTION)
+    np.testing.assert_array_equal(first.waypoints, second.waypoints)
+
+
+def test_our_layout_round_trips(tiny_models, tmp_path):
+    tiny_models.save_pretrained(tmp_path / "ours")
+    loaded = models.load_models(SparseVideoNavConfig(checkpoint=str(tmp_path / "ours")))
+    a = SparseVideoNavPolicy(SparseVideoNavConfig(seed=1), models=tiny_models)
+    b = SparseVideoNavPolicy(SparseVideoNavConfig(seed=1), models=loaded)
+    for p in (a, b):
+        p.set_instruction(INSTRUCTION)
+    np.testing.assert_allclose(run(a, frames(16))[-1].waypoints, run(b, frames(16))[-1].waypoints, atol=1e-5)
+
+
+def test_release_layout_loads_through_the_original_files(tiny_models, tmp_path):
+    ours = tiny_models.save_pretrained(tmp_path / "ours")
+    release = tmp_path / "release"
+    checkpoints.export_release_transformer(tiny_models.transformer, release / "svn_ckpt")
+    save_vae_original_format(tiny_models.vae, release / "Wan2.1_VAE.pth")
+    wan = tmp_path / "wan_diffusers"
+    (wan).mkdir()
+    shutil.copytree(ours / "text_encoder", wan / "text_encoder")
+    shutil.copytree(ours / "tokenizer", wan / "tokenizer")
+    (wan / "vae").mkdir()  # the VAE config only: weights come from Wan2.1_VAE.pth
+    shutil.copy(ours / "vae" / "config.json", wan / "vae" / "config.json")
+    config = dict(checkpoint=str(release), wan_diffusers_dir=str(wan), action_head_dir=str(ours / "action_head"))
+    with pytest.raises(Exception, match="action head"):
+        models.load_models(SparseVideoNavConfig(checkpoint=str(release), wan_diffusers_dir=str(wan)))
+    loaded = models.load_models(SparseVideoNavConfig(**config))
+    assert loaded.image_size == tiny_models.image_size
+    a = SparseVideoNavPolicy(SparseVideoNavConfig(seed=2), models=tiny_models)
+    b = SparseVideoNavPolicy(SparseVideoNavConfig(seed=2, **config), models=loaded)
+    for p in (a, b):
+        p.set_instruction(INSTRUCTION)
+    np.testing.assert_allclose(run(a, frames(12))[-1].waypoints, run(b, frames(12))[-1].waypoints, atol=1e-5)
+
+
+def test_missing_checkpoint_files_are_named(tmp_path, tiny_models):
+    with pytest.raises(checkpoints.CheckpointError, match="not a folder"):
+        models.load_models(SparseVideoNavConfig(checkpoint=str(tmp_path / "nope")))
+    with pytest.raises(checkpoints.CheckpointError, match="sparsevideonav.json"):
+        models.load_models(SparseVideoNavConfig(checkpoint=str(tmp_path)))
+    ours = tiny_models.save_pretrained(tmp_path / "ours")
+    shutil.rmtree(ours / "action_head")
+    with pytest.raises(checkpoints.CheckpointError, match="action_head"):
+        models.load_models(SparseVideoNavConfig(checkpoint=str(ours)))
+
+
+def test_non_finite_actions_are_refused(policy, monkeypatch):
+    monkeypatch.setattr(policy.models.action_head, "sample",
+                        lambda *a, **k: torch.full((1, 8, 3), float("nan")))
+    run(policy, frames(11))
+    with pytest.raises(PolicyError, match="non-finite"):
+        run(policy, frames(1), start=11)
+
+
+@pytest.mark.parametrize("values", [{"sampler": "ddim"}, {"plan_every_frames": 3}, {"min_frames": 8},
+                                    {"dtype": "float64"}, {"checkpoint": " "}])
+def test_bad_config(values):
+    with pytest.raises(ConfigError):
+        SparseVideoNavConfig(**values)
+
+
+def test_bad_frames_and_instruction(policy):
+    with pytest.raises(PolicyError):
+        policy.set_instruction("  ")
+    with pytest.raises(PolicyError):
+        Observation(stamp=0.0, rgb=np.zeros((4, 4), np.uint8))
