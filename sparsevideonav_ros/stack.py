@@ -6,8 +6,11 @@ rclpy or launch imports, so it works on a machine without a ROS install.
 """
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +67,11 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
           "capture stamp; an empty path means stop."),
     Topic("policy/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", ("policy_node",), (),
           "Policy name, state, latency, history length, last error."),
+    Topic("policy/future", "sensor_msgs/msg/Image", "sensor_data", ("policy_node",), (),
+          "rgb8 mosaic of what the policy imagines (SparseVideoNav: the generated sparse future, T+1..T+20 s), "
+          "stamped like its path; built only when someone subscribes (RViz/Foxglove)."),
+    Topic("policy/future/compressed", "sensor_msgs/msg/CompressedImage", "sensor_data", ("policy_node",), (),
+          "JPEG of policy/future, for viewing and recording across Wi-Fi."),
     Topic("cmd_vel", "geometry_msgs/msg/Twist", "reliable", ("controller_node",), ("go2_bridge_node",),
           "Body velocity command (m/s, rad/s)."),
     Topic("controller/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", ("controller_node",), (),
@@ -88,6 +96,22 @@ SERVICES: dict[str, Service] = {s.name: s for s in (
             "Damp all joints: the robot sinks to the ground (Go2 Damp); emergency use."),
     Service("go2/stop_move", "std_srvs/srv/Trigger", "go2_bridge_node", "Stop walking now (Go2 StopMove)."),
 )}
+
+# What `record:=true` writes to the bag (ros2 bag record in launch files, tools/record.py in the runner):
+# everything needed to replay the policy's inputs and to judge its outputs; raw frames stay out (size).
+RECORDED_TOPICS: tuple[str, ...] = (
+    "camera/image_raw/compressed", "camera/camera_info", "instruction", "policy/path", "policy/future/compressed",
+    "cmd_vel", "odom", "policy/status", "controller/status", "go2/status", "estop",
+)
+# What replay plays back from a bag into policy + controller + sim robot: the policy's inputs only. The sim
+# robot makes its own odometry (closed loop; the recorded one would fight it); path, cmd_vel and status are
+# what the replayed nodes produce; a recorded e-stop would latch the sim robot for good (its release is a
+# service call, which is not recorded).
+REPLAYED_TOPICS: tuple[str, ...] = ("camera/image_raw/compressed", "camera/camera_info", "instruction")
+RECORDER_NAME = "bag_recorder"
+PLAYER_NAME = "bag_player"
+RECORD_STORAGE = "mcap"
+PLAYER_CLOCK_HZ = 100.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +147,8 @@ class LaunchArgument:
     description: str
     # node -> parameter the argument sets ('' values are not applied, so the YAML default stays)
     sets: tuple[tuple[str, str], ...] = ()
+    # launch files that take the argument (empty: every launch file whose nodes it concerns)
+    only_in: tuple[str, ...] = ()
 
 
 LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {a.name: a for a in (
@@ -141,6 +167,18 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {a.name: a for a in (
                    (("camera_node", "path"),)),
     LaunchArgument("robot", "", "Robot backend: sim | go2 (a real Go2 over unitree_sdk2py, same as unitree); empty "
                    "keeps params/go2_bridge.yaml.", (("go2_bridge_node", "backend"),)),
+    LaunchArgument("record", "false", "Record the curated topics (stack.RECORDED_TOPICS) to an mcap bag in "
+                   "record_dir: ros2 bag record under ros2 launch, a rosbags recorder in the pip-only runner."),
+    LaunchArgument("record_dir", "bags", "Folder for recordings; each run gets <date>-<policy>[-<instruction>] "
+                   "in it."),
+    LaunchArgument("bag", "", "Bag to replay (rosbag2 folder or .mcap file): camera frames, camera_info and "
+                   "instruction at their recorded times, with /clock.", only_in=("replay",)),
+    LaunchArgument("replay_rate", "1.0", "Playback speed factor (1.0 = as recorded).", only_in=("replay",)),
+    LaunchArgument("replay_delay", "3.0", "Seconds before playback starts (nodes start, the policy loads); "
+                   "raise it for slow-loading policies.", only_in=("replay",)),
+    LaunchArgument("replay_start", "first_plan", "Where playback starts: first_plan = the camera frame the recorded "
+                   "policy planned from first (the replayed policy then samples the same 4 FPS frames), or seconds "
+                   "into the bag.", only_in=("replay",)),
 )}
 
 # Which nodes each launch file starts.
@@ -148,12 +186,29 @@ LAUNCH_FILES: dict[str, tuple[str, ...]] = {
     "bringup": ("camera_node", "policy_node", "controller_node", "go2_bridge_node"),
     "robot": ("camera_node", "controller_node", "go2_bridge_node"),
     "policy": ("policy_node",),
+    "replay": ("policy_node", "controller_node", "go2_bridge_node"),
+}
+# Launch argument defaults that differ per launch file.
+LAUNCH_ARGUMENT_DEFAULTS: dict[str, dict[str, str]] = {"replay": {"use_sim_time": "true"}}
+# Parameters a launch file always sets (arguments that would set them are not offered there): a replay
+# drives the sim robot, never a real one, from the recorded compressed frames.
+FIXED_PARAMETERS: dict[str, dict[str, dict[str, object]]] = {
+    "replay": {"go2_bridge_node": {"backend": "sim"}, "policy_node": {"image_input": "compressed"}},
 }
 
 
 def launch_arguments_for(launch_name: str) -> list[LaunchArgument]:
     nodes = set(LAUNCH_FILES[launch_name])
-    return [a for a in LAUNCH_ARGUMENTS.values() if not a.sets or any(n in nodes for n, _ in a.sets)]
+    fixed = FIXED_PARAMETERS.get(launch_name, {})
+    defaults = LAUNCH_ARGUMENT_DEFAULTS.get(launch_name, {})
+    result = []
+    for a in LAUNCH_ARGUMENTS.values():
+        if a.only_in and launch_name not in a.only_in:
+            continue
+        if a.sets and not any(n in nodes and p not in fixed.get(n, {}) for n, p in a.sets):
+            continue
+        result.append(dataclasses.replace(a, default=defaults[a.name]) if a.name in defaults else a)
+    return result
 
 
 def share_dir() -> Path:
@@ -216,9 +271,8 @@ def normalise_namespace(namespace: str) -> str:
     return f"/{namespace}" if namespace else ""
 
 
-def plan_processes(launch_name: str, arguments: Optional[dict[str, str]] = None,
-                   share: Optional[Path] = None) -> list[ProcessSpec]:
-    """The processes a launch file starts for the given launch arguments (strings, as typed)."""
+def resolve_arguments(launch_name: str, arguments: Optional[dict[str, str]] = None) -> dict[str, str]:
+    """Every launch argument of ``launch_name``: the given values over the defaults; unknown names raise."""
     if launch_name not in LAUNCH_FILES:
         raise ValueError(f"unknown launch file {launch_name!r}; known: {sorted(LAUNCH_FILES)}")
     values = {a.name: a.default for a in launch_arguments_for(launch_name)}
@@ -226,6 +280,13 @@ def plan_processes(launch_name: str, arguments: Optional[dict[str, str]] = None,
         if key not in values:
             raise ValueError(f"unknown launch argument {key!r} for {launch_name}; known: {sorted(values)}")
         values[key] = value
+    return values
+
+
+def plan_processes(launch_name: str, arguments: Optional[dict[str, str]] = None,
+                   share: Optional[Path] = None) -> list[ProcessSpec]:
+    """The processes a launch file starts for the given launch arguments (strings, as typed)."""
+    values = resolve_arguments(launch_name, arguments)
     share = share or share_dir()
     use_sim_time = _parse_bool(values["use_sim_time"], "use_sim_time")
     extra = values["params_file"]
@@ -242,11 +303,168 @@ def plan_processes(launch_name: str, arguments: Optional[dict[str, str]] = None,
             for target_node, parameter in argument.sets:
                 if target_node == node_name and argument.name in values and values[argument.name] != "":
                     parameters[parameter] = values[argument.name]
+        parameters.update(FIXED_PARAMETERS.get(launch_name, {}).get(node_name, {}))
         processes.append(ProcessSpec(node=node_name, module=spec.module, executable=spec.executable,
                                      namespace=normalise_namespace(values["namespace"]),
                                      params_files=params_files, parameters=parameters,
                                      log_level=values["log_level"]))
     return processes
+
+
+# -- recording and replay ----------------------------------------------------------------------
+
+def resolve_topic(namespace: str, topic: str) -> str:
+    """Absolute name of a stack topic inside a launch namespace ('/robot1/odom', '/odom')."""
+    return f"{normalise_namespace(namespace)}/{topic}"
+
+
+def slugify(text: str, max_length: int = 48) -> str:
+    """'Walk forward, stop by the wooden door!' -> 'walk-forward-stop-by-the-wooden-door' (folder-safe)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_length].rstrip("-")
+
+
+def _node_parameter(node: str, parameter: str, launch_name: str, values: dict[str, str], share: Path) -> str:
+    """A node parameter as the launch would set it: launch argument, else params_file, else package YAML."""
+    import yaml
+
+    for argument in LAUNCH_ARGUMENTS.values():
+        if (node, parameter) in argument.sets and values.get(argument.name):
+            return str(values[argument.name])
+    files = ([values["params_file"]] if values.get("params_file") else []) + [str(share / "params" / NODES[node].params_file)]
+    for path in files:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        for key, block in data.items() if isinstance(data, dict) else ():
+            if str(key).rstrip("/").split("/")[-1] == node and isinstance(block, dict):
+                found = (block.get("ros__parameters") or {}).get(parameter)
+                if found not in (None, ""):
+                    return str(found)
+    return ""
+
+
+def recording_name(launch_name: str, values: dict[str, str], share: Path, now: datetime.datetime) -> str:
+    """<date>-<policy>[-<instruction slug>]; a launch without the policy node names itself instead."""
+    parts = [now.strftime("%Y%m%d-%H%M%S")]
+    if "policy_node" in LAUNCH_FILES[launch_name]:
+        parts.append(slugify(_node_parameter("policy_node", "policy", launch_name, values, share)) or "policy")
+        instruction = slugify(_node_parameter("policy_node", "instruction", launch_name, values, share))
+        if instruction:
+            parts.append(instruction)
+    else:
+        parts.append(launch_name)
+    return "-".join(parts)
+
+
+@dataclass(frozen=True)
+class RecordingSpec:
+    """The bag recorder a launch starts with record:=true (same topics and folder in both forms)."""
+
+    output: str  # bag folder; must not exist yet
+    topics: tuple[str, ...]  # absolute names
+    use_sim_time: bool
+    storage: str = RECORD_STORAGE
+    node: str = RECORDER_NAME
+    module: str = f"{PACKAGE}.tools.record"
+
+    def ros2_command(self, ros_distro: str = "") -> list[str]:
+        """`ros2 bag record` (launch files). Humble only takes positional topics; later distros --topics."""
+        command = ["ros2", "bag", "record", "-s", self.storage, "-o", self.output]
+        if self.use_sim_time:
+            command.append("--use-sim-time")
+        return command + (list(self.topics) if ros_distro.lower() == "humble" else ["--topics", *self.topics])
+
+    def runner_arguments(self) -> list[str]:
+        """Arguments of tools/record.py (pip-only runner)."""
+        arguments = ["--output", self.output, "--storage", self.storage, *self.topics,
+                     "--ros-args", "-r", f"__node:={self.node}"]
+        return arguments + (["-p", "use_sim_time:=true"] if self.use_sim_time else [])
+
+
+@dataclass(frozen=True)
+class PlaybackSpec:
+    """The bag player of replay.launch.py."""
+
+    bag: str
+    topics: tuple[str, ...]  # absolute names
+    rate: float
+    delay_s: float
+    start_offset_s: float = 0.0  # seconds after the bag's start
+    clock_hz: float = PLAYER_CLOCK_HZ
+    node: str = PLAYER_NAME
+    module: str = f"{PACKAGE}.tools.play"
+
+    def ros2_command(self, ros_distro: str = "") -> list[str]:
+        """`ros2 bag play` (launch files); older distros refuse --delay 0 and --start-offset 0: left out then."""
+        command = ["ros2", "bag", "play", self.bag, "--clock", f"{self.clock_hz:g}", "--rate", f"{self.rate:g}",
+                   "--disable-keyboard-controls"]
+        if self.delay_s > 0:
+            command += ["--delay", f"{self.delay_s:g}"]
+        if self.start_offset_s > 0:
+            command += ["--start-offset", f"{self.start_offset_s:.6f}"]
+        return command + ["--topics", *self.topics]
+
+    def runner_arguments(self) -> list[str]:
+        """Arguments of tools/play.py (pip-only runner)."""
+        return [self.bag, "--clock", f"{self.clock_hz:g}", "--rate", f"{self.rate:g}", "--delay", f"{self.delay_s:g}",
+                "--start-offset", f"{self.start_offset_s:.6f}", "--topics", *self.topics,
+                "--ros-args", "-r", f"__node:={self.node}"]
+
+
+def plan_recording(launch_name: str, arguments: Optional[dict[str, str]] = None, share: Optional[Path] = None,
+                   now: Optional[datetime.datetime] = None) -> Optional[RecordingSpec]:
+    """The recorder for record:=true (None otherwise): RECORDED_TOPICS in the launch namespace."""
+    values = resolve_arguments(launch_name, arguments)
+    if not _parse_bool(values["record"], "record"):
+        return None
+    share = share or share_dir()
+    name = recording_name(launch_name, values, share, now or datetime.datetime.now())
+    folder = Path(values["record_dir"] or ".").expanduser().resolve() / name
+    return RecordingSpec(output=str(folder), topics=tuple(resolve_topic(values["namespace"], t) for t in RECORDED_TOPICS),
+                         use_sim_time=_parse_bool(values["use_sim_time"], "use_sim_time"))
+
+
+def _parse_float(text: str, name: str, minimum: float, strict: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"launch argument {name}:={text!r} is not a number") from None
+    if not (value > minimum if strict else value >= minimum) or value != value or value == float("inf"):
+        raise ValueError(f"launch argument {name}:={text!r} must be {'>' if strict else '>='} {minimum:g}")
+    return value
+
+
+def plan_playback(launch_name: str, arguments: Optional[dict[str, str]] = None) -> Optional[PlaybackSpec]:
+    """The bag player of a replay launch (None for the other launch files)."""
+    values = resolve_arguments(launch_name, arguments)
+    if "bag" not in values:
+        return None
+    if not values["bag"].strip():
+        raise ValueError(f"{launch_name} needs bag:=<rosbag2 folder or .mcap file>")
+    bag = Path(values["bag"]).expanduser()
+    if not bag.exists():
+        raise FileNotFoundError(f"bag:={values['bag']} does not exist")
+    if values["replay_start"].strip() == "first_plan":
+        from sparsevideonav_ros import bags  # rosbags: a pip requirement, read only for replays
+        start = bags.first_plan_offset_s(bag, resolve_topic(values["namespace"], "policy/path"),
+                                         resolve_topic(values["namespace"], "camera/image_raw/compressed"))
+    else:
+        start = _parse_float(values["replay_start"], "replay_start", 0.0, strict=False)
+    return PlaybackSpec(bag=str(bag.resolve()), topics=tuple(resolve_topic(values["namespace"], t) for t in REPLAYED_TOPICS),
+                        rate=_parse_float(values["replay_rate"], "replay_rate", 0.0, strict=True),
+                        delay_s=_parse_float(values["replay_delay"], "replay_delay", 0.0, strict=False),
+                        start_offset_s=start)
+
+
+def plan_graph(launch_name: str, arguments: Optional[dict[str, str]] = None, share: Optional[Path] = None,
+               now: Optional[datetime.datetime] = None) -> list:
+    """Everything a launch starts, in start order: recorder (first, so it misses nothing), nodes, player."""
+    recording = plan_recording(launch_name, arguments, share, now)
+    playback = plan_playback(launch_name, arguments)
+    return (([recording] if recording else []) + list(plan_processes(launch_name, arguments, share))
+            + ([playback] if playback else []))
 
 
 def loopback_environment(domain_id: int, base: Optional[dict[str, str]] = None) -> dict[str, str]:

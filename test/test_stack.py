@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import datetime
 import importlib
 import importlib.util
 import math
@@ -136,9 +137,20 @@ def install_fake_launch(monkeypatch) -> types.SimpleNamespace:
         def __init__(self, value, *, value_type=None) -> None:
             self.value, self.value_type = value, value_type
 
+    class ExecuteProcess:
+        KNOWN = {"prefix", "name", "cwd", "env", "additional_env", "shell", "sigterm_timeout", "sigkill_timeout",
+                 "emulate_tty", "output", "output_format", "cached_output", "log_cmd", "on_exit", "respawn",
+                 "respawn_delay"}
+
+        def __init__(self, *, cmd, **kwargs) -> None:
+            assert set(kwargs) <= self.KNOWN, f"unexpected ExecuteProcess kwargs {set(kwargs) - self.KNOWN}"
+            assert all(isinstance(part, str) for part in cmd), cmd
+            self.cmd, self.kwargs = list(cmd), kwargs
+
     launch.LaunchDescription = LaunchDescription
     launch.actions, launch.substitutions = actions, substitutions
     actions.DeclareLaunchArgument, actions.OpaqueFunction = DeclareLaunchArgument, OpaqueFunction
+    actions.ExecuteProcess = ExecuteProcess
     substitutions.LaunchConfiguration = LaunchConfiguration
     launch_ros.actions, launch_ros.parameter_descriptions = launch_ros_actions, parameter_descriptions
     launch_ros_actions.Node = Node
@@ -148,7 +160,7 @@ def install_fake_launch(monkeypatch) -> types.SimpleNamespace:
                          ("launch_ros.parameter_descriptions", parameter_descriptions)):
         monkeypatch.setitem(sys.modules, name, module)
     return types.SimpleNamespace(LaunchDescription=LaunchDescription, DeclareLaunchArgument=DeclareLaunchArgument,
-                                 OpaqueFunction=OpaqueFunction, Node=Node)
+                                 OpaqueFunction=OpaqueFunction, Node=Node, ExecuteProcess=ExecuteProcess)
 
 
 def load_launch_file(launch_name: str):
@@ -159,9 +171,10 @@ def load_launch_file(launch_name: str):
     return module.generate_launch_description()
 
 
-def run_launch(fake, description, overrides: dict[str, str]) -> list:
+def run_launch(fake, description, overrides: dict[str, str], processes: Optional[list] = None) -> list:
     """Process the description like `ros2 launch`: command-line values first, then declared
-    defaults, then the OpaqueFunction; returns the Node actions."""
+    defaults, then the OpaqueFunction; returns the Node actions (ExecuteProcess actions, the bag
+    recorder and player, go to ``processes`` when given)."""
     configurations = dict(overrides)
     nodes = []
     for entity in description.entities:
@@ -171,6 +184,10 @@ def run_launch(fake, description, overrides: dict[str, str]) -> list:
         elif isinstance(entity, fake.OpaqueFunction):
             produced = entity.execute(FakeLaunchContext(configurations))
             for action in produced or []:
+                if isinstance(action, fake.ExecuteProcess):
+                    if processes is not None:
+                        processes.append(action)
+                    continue
                 assert isinstance(action, fake.Node), f"unexpected action {action!r}"
                 nodes.append(action)
         else:
@@ -192,7 +209,7 @@ def extra_params_file(tmp_path_factory) -> Path:
     return path
 
 
-def argument_sets(launch_name: str, extra_params: Path) -> list[dict[str, str]]:
+def argument_sets(launch_name: str, extra_params: Path, bag: Optional[Path] = None) -> list[dict[str, str]]:
     candidates = [
         {},
         {"policy": "scripted", "instruction": "walk forward and stop by the wooden door"},
@@ -203,6 +220,8 @@ def argument_sets(launch_name: str, extra_params: Path) -> list[dict[str, str]]:
         {"params_file": str(extra_params), "robot": "sim", "camera": "synthetic"},
     ]
     known = {a.name for a in stack.launch_arguments_for(launch_name)}
+    if "bag" in known:  # a replay needs its bag
+        candidates = [dict(args, bag=str(bag)) for args in candidates]
     return [{k: v for k, v in args.items() if k in known} for args in candidates]
 
 
@@ -255,8 +274,8 @@ def test_launch_file_declares_the_stack_arguments(fake_launch, launch_name):
 
 
 @pytest.mark.parametrize("launch_name", sorted(stack.LAUNCH_FILES))
-def test_launch_files_and_runner_start_the_same_processes(fake_launch, launch_name, extra_params_file):
-    for arguments in argument_sets(launch_name, extra_params_file):
+def test_launch_files_and_runner_start_the_same_processes(fake_launch, launch_name, extra_params_file, small_bag):
+    for arguments in argument_sets(launch_name, extra_params_file, small_bag):
         description = load_launch_file(launch_name)
         nodes = run_launch(fake_launch, description, arguments)
         processes = stack.plan_processes(launch_name, arguments)
@@ -291,12 +310,16 @@ def test_launch_files_and_runner_start_the_same_processes(fake_launch, launch_na
             else:
                 assert process.params_files[1:] == []
             wanted = {}
-            if arguments.get("use_sim_time", "false").lower() == "true":
+            # a replay runs on the bag's clock, from the recorded JPEG frames, into the sim robot only
+            if arguments.get("use_sim_time", "true" if launch_name == "replay" else "false").lower() == "true":
                 wanted["use_sim_time"] = True
             for argument in stack.launch_arguments_for(launch_name):
                 for target, parameter in argument.sets:
                     if target == process.node and arguments.get(argument.name):
                         wanted[parameter] = arguments[argument.name]
+            if launch_name == "replay":
+                wanted.update({"go2_bridge_node": {"backend": "sim"},
+                               "policy_node": {"image_input": "compressed"}}.get(process.node, {}))
             assert process.parameters == wanted, (arguments, process.node)
             assert process.log_level == arguments.get("log_level", "info")
 
@@ -308,6 +331,213 @@ def test_launch_files_and_runner_start_the_same_processes(fake_launch, launch_na
             assert parsed["params_files"] == [str(f) for f in files]
             assert {k: command_value(v) for k, v in parsed["overrides"].items()} == overrides
             assert parsed["log_level"] == process.log_level
+
+
+# -- record:=true and replay: `ros2 bag record / play` in launch files, rosbags tools in the runner ---
+
+BAG_START_NS = 1_700_000_000_000_000_000
+FIRST_PLAN_FRAME_NS = BAG_START_NS + 1_234_567_891  # the third frame: the first one a plan was made from
+
+
+@pytest.fixture(scope="module")
+def small_bag(tmp_path_factory) -> Path:
+    """A real mcap bag: four frames, the first plan made from the third (receive times a few ms later)."""
+    from nav_msgs.msg import Path as PathMsg
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import CompressedImage
+
+    from sparsevideonav_ros import bags
+    from sparsevideonav_ros.nodes import common
+
+    folder = tmp_path_factory.mktemp("replay") / "run"
+    writer = bags.open_writer(folder)
+    frames = bags.add_connection(writer, "/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage")
+    plans = bags.add_connection(writer, "/policy/path", "nav_msgs/msg/Path")
+    times = [BAG_START_NS, BAG_START_NS + 600_000_000, FIRST_PLAN_FRAME_NS, FIRST_PLAN_FRAME_NS + 66_000_000]
+    for bag_ns in times:
+        msg = CompressedImage(format="jpeg", data=b"\xff\xd8")
+        msg.header.stamp = common.seconds_to_stamp((bag_ns - 3_000_000) / 1e9)  # captured 3 ms before
+        writer.write(frames, bag_ns, serialize_message(msg))
+    path = PathMsg()
+    path.header.stamp = common.seconds_to_stamp((FIRST_PLAN_FRAME_NS - 3_000_000) / 1e9)
+    writer.write(plans, FIRST_PLAN_FRAME_NS + 20_000_000, serialize_message(path))
+    writer.close()
+    return folder
+
+
+class FixedDatetime:
+    """Stands in for the datetime module in stack.py: recordings are named by a known time."""
+
+    class datetime(datetime.datetime):  # noqa: N801 - mirrors the module attribute
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2025, 6, 1, 14, 30, 5)
+
+
+def parse_bag_command(command: list[str], verb: str) -> dict:
+    """`ros2 bag record|play ...` -> its options (independently of stack.py)."""
+    assert command[:3] == ["ros2", "bag", verb], command
+    parsed: dict[str, Any] = {"flags": set(), "positional": []}
+    rest, i = command[3:], 0
+    while i < len(rest):
+        item = rest[i]
+        if item == "--topics":
+            parsed["topics"] = rest[i + 1:]
+            break
+        if item in ("--use-sim-time", "--disable-keyboard-controls"):
+            parsed["flags"].add(item)
+            i += 1
+        elif item.startswith("-"):
+            parsed[item] = rest[i + 1]
+            i += 2
+        else:
+            parsed["positional"].append(item)
+            i += 1
+    return parsed
+
+
+def parse_tool_command(command: list[str], module: str) -> dict:
+    """The runner's recorder / player command line -> options, positionals and ROS arguments."""
+    assert command[:3] == [sys.executable, "-m", module], command
+    rest = command[3:]
+    ros = rest[rest.index("--ros-args") + 1:]
+    rest = rest[:rest.index("--ros-args")]
+    parsed: dict[str, Any] = {"positional": [], "ros_args": ros}
+    i = 0
+    while i < len(rest):
+        if rest[i] == "--topics":
+            parsed["topics"] = rest[i + 1:]
+            break
+        if rest[i].startswith("--"):
+            parsed[rest[i]] = rest[i + 1]
+            i += 2
+        else:
+            parsed["positional"].append(rest[i])
+            i += 1
+    return parsed
+
+
+@pytest.mark.parametrize("launch_name", sorted(stack.LAUNCH_FILES))
+@pytest.mark.parametrize("distro", ["jazzy", "humble"])
+def test_record_true_starts_the_same_recorder_in_launch_files_and_runner(fake_launch, launch_name, distro, tmp_path,
+                                                                         small_bag, monkeypatch):
+    monkeypatch.setattr(stack, "datetime", FixedDatetime)
+    monkeypatch.setenv("ROS_DISTRO", distro)
+    known = {a.name for a in stack.launch_arguments_for(launch_name)}
+    base = {"bag": str(small_bag)} if "bag" in known else {}
+    for arguments in ({}, {"record": "false"}):
+        processes: list = []
+        run_launch(fake_launch, load_launch_file(launch_name), dict(base, **arguments), processes)
+        assert [p for p in processes if p.cmd[:3] == ["ros2", "bag", "record"]] == []
+        assert stack.plan_recording(launch_name, dict(base, **arguments)) is None
+        assert stack.RECORDER_NAME not in [p.node for p in stack.plan_graph(launch_name, dict(base, **arguments))]
+    cases = [
+        {"record": "true", "record_dir": str(tmp_path / "bags")},
+        {"record": "True", "record_dir": str(tmp_path / "bags"), "namespace": "/fleet/go2_a", "use_sim_time": "true",
+         "policy": "scripted", "instruction": "Walk forward, then stop by the wooden door!"},
+    ]
+    for arguments in cases:
+        arguments = dict(base, **{k: v for k, v in arguments.items() if k in known})
+        processes = []
+        run_launch(fake_launch, load_launch_file(launch_name), arguments, processes)
+        (launched,) = [p for p in processes if p.cmd[:3] == ["ros2", "bag", "record"]]
+        graph = stack.plan_graph(launch_name, arguments)
+        recording = graph[0]  # the recorder starts first (it should miss nothing)
+        assert isinstance(recording, stack.RecordingSpec) and launched.kwargs.get("name") == stack.RECORDER_NAME
+
+        # what the arguments mean, independently of both
+        namespace = "/" + arguments["namespace"].strip("/") if arguments.get("namespace") else ""
+        topics = [f"{namespace}/{t}" for t in ("camera/image_raw/compressed", "camera/camera_info", "instruction",
+                                               "policy/path", "policy/future/compressed", "cmd_vel", "odom",
+                                               "policy/status", "controller/status", "go2/status", "estop")]
+        assert list(stack.RECORDED_TOPICS) == [t[len(namespace) + 1:] for t in topics]
+        if "policy_node" in stack.LAUNCH_FILES[launch_name]:
+            name = "20250601-143005-scripted" + ("-walk-forward-then-stop-by-the-wooden-door"
+                                                 if arguments.get("instruction") else "")
+        else:
+            name = f"20250601-143005-{launch_name}"
+        folder = str((tmp_path / "bags" / name).resolve())
+        sim_time = arguments.get("use_sim_time", "true" if launch_name == "replay" else "false").lower() == "true"
+
+        # ros2 bag record in the launch file
+        parsed = parse_bag_command(launched.cmd, "record")
+        assert parsed["-s"] == "mcap" and parsed["-o"] == folder
+        assert ("--use-sim-time" in parsed["flags"]) == sim_time
+        if distro == "humble":  # positional topics only
+            assert parsed["positional"] == topics and "topics" not in parsed
+        else:
+            assert parsed["topics"] == topics and parsed["positional"] == []
+        # the runner's rosbags recorder
+        command = runner.node_command(recording)
+        tool = parse_tool_command(command, "sparsevideonav_ros.tools.record")
+        assert tool["--output"] == folder and tool["--storage"] == "mcap" and tool["positional"] == topics
+        assert ("-p" in tool["ros_args"] and "use_sim_time:=true" in tool["ros_args"]) == sim_time
+        assert tool["ros_args"][:2] == ["-r", f"__node:={stack.RECORDER_NAME}"]
+        from sparsevideonav_ros.tools import record  # its own parser accepts exactly this command line
+        captured = {}
+        monkeypatch.setattr(record.common, "run_node", lambda factory, argv: captured.update(argv=argv) or 0)
+        assert record.main(command[3:]) == 0 and captured["argv"][1:] == command[3:]
+
+
+def test_replay_plays_the_same_bag_in_launch_file_and_runner(fake_launch, small_bag, tmp_path):
+    cases = [
+        ({}, (FIRST_PLAN_FRAME_NS - BAG_START_NS) // 1000 / 1e6, 1.0, 3.0, ""),
+        ({"replay_start": "0", "replay_rate": "2", "replay_delay": "0", "namespace": "robot1"}, 0.0, 2.0, 0.0,
+         "/robot1"),
+        ({"replay_start": "4.5", "replay_rate": "0.5"}, 4.5, 0.5, 3.0, ""),
+    ]
+    for extra, start, rate, delay, namespace in cases:
+        arguments = dict(bag=str(small_bag), **extra)
+        processes: list = []
+        nodes = run_launch(fake_launch, load_launch_file("replay"), arguments, processes)
+        assert [n.kwargs["name"] for n in nodes] == ["policy_node", "controller_node", "go2_bridge_node"]
+        (launched,) = processes
+        graph = stack.plan_graph("replay", arguments)
+        assert [p.node for p in graph] == ["policy_node", "controller_node", "go2_bridge_node", stack.PLAYER_NAME]
+        playback = graph[-1]
+        topics = [f"{namespace}/camera/image_raw/compressed", f"{namespace}/camera/camera_info",
+                  f"{namespace}/instruction"]
+
+        parsed = parse_bag_command(launched.cmd, "play")
+        assert parsed["positional"] == [str(small_bag.resolve())] and parsed["topics"] == topics
+        assert float(parsed["--clock"]) == 100.0 and float(parsed["--rate"]) == rate
+        assert "--disable-keyboard-controls" in parsed["flags"]
+        assert float(parsed.get("--delay", 0.0)) == delay  # ros2 bag play refuses --delay 0
+        assert float(parsed.get("--start-offset", 0.0)) == pytest.approx(start, abs=1e-6)
+        if "replay_start" not in extra:  # first_plan: at the first plan's frame, never past it
+            assert BAG_START_NS + float(parsed["--start-offset"]) * 1e9 <= FIRST_PLAN_FRAME_NS + 1
+
+        tool = parse_tool_command(runner.node_command(playback), "sparsevideonav_ros.tools.play")
+        assert tool["positional"] == [str(small_bag.resolve())] and tool["topics"] == topics
+        assert float(tool["--clock"]) == 100.0 and float(tool["--rate"]) == rate
+        assert float(tool["--delay"]) == delay
+        assert float(tool["--start-offset"]) == pytest.approx(start, abs=1e-6)
+        assert tool["ros_args"] == ["-r", f"__node:={stack.PLAYER_NAME}"]
+    # a bag without plans starts at its beginning
+    no_plans = tmp_path / "no_plans.mcap"
+    import shutil
+    shutil.copy(next(small_bag.glob("*.mcap")), no_plans)
+    assert stack.plan_playback("replay", {"bag": str(no_plans), "namespace": "other"}).start_offset_s == 0.0
+
+
+def test_replay_rejects_bad_arguments(fake_launch, tmp_path, small_bag):
+    with pytest.raises(ValueError, match="bag:="):
+        run_launch(fake_launch, load_launch_file("replay"), {})
+    with pytest.raises(FileNotFoundError, match="missing"):
+        stack.plan_graph("replay", {"bag": str(tmp_path / "missing")})
+    with pytest.raises(ValueError, match="replay_rate"):
+        stack.plan_graph("replay", {"bag": str(small_bag), "replay_rate": "0"})
+    with pytest.raises(ValueError, match="replay_delay"):
+        stack.plan_graph("replay", {"bag": str(small_bag), "replay_delay": "-1"})
+    with pytest.raises(ValueError, match="replay_start"):
+        stack.plan_graph("replay", {"bag": str(small_bag), "replay_start": "soon"})
+    with pytest.raises(ValueError, match="record"):
+        stack.plan_graph("bringup", {"record": "maybe"})
+    with pytest.raises(ValueError, match="robot"):  # a replay drives the sim robot only
+        stack.plan_graph("replay", {"bag": str(small_bag), "robot": "go2"})
+    for launch_name in ("bringup", "robot", "policy"):
+        with pytest.raises(ValueError, match="bag"):
+            stack.plan_processes(launch_name, {"bag": str(small_bag)})
 
 
 def test_launch_rejects_what_the_runner_rejects(fake_launch, tmp_path):

@@ -48,10 +48,14 @@ class PolicyNode(common.StackNode):
             {key: 0 for key in ("frames_in", "frames_rejected", "frames_sampled", "plans", "errors")})
         self.last_error = ""
         self.last_plan: Optional[Plan] = None
+        self.last_published_preview: Optional[Plan] = None
         self.last_latency_s = float("nan")
         self.last_compute_s = float("nan")
 
         self.path_pub = self.create_publisher(Path, "policy/path", common.topic_qos("policy/path"))
+        self.future_pub = self.create_publisher(Image, "policy/future", common.topic_qos("policy/future"))
+        self.future_jpeg_pub = self.create_publisher(CompressedImage, "policy/future/compressed",
+                                                     common.topic_qos("policy/future/compressed"))
         self.status_pub = self.create_publisher(DiagnosticArray, "policy/status", common.topic_qos("policy/status"))
         if self.config.image_input == "compressed":
             self.create_subscription(CompressedImage, "camera/image_raw/compressed", self.on_compressed,
@@ -184,6 +188,19 @@ class PolicyNode(common.StackNode):
         self.last_plan = plan
         self.counters["plans"] += 1
         self.path_pub.publish(convert.path_msg_from_waypoints(plan.waypoints, self.plan_header(plan.stamp)))
+        if plan.preview is not None and plan is not self.last_published_preview:
+            self.publish_preview(plan)
+
+    def publish_preview(self, plan: Plan) -> None:
+        """The policy's imagined future, built only for subscribers (a mosaic costs a JPEG encode)."""
+        self.last_published_preview = plan
+        header = self.plan_header(plan.stamp)
+        header.frame_id = self.config.plan_frame
+        preview = np.ascontiguousarray(plan.preview)
+        if self.future_pub.get_subscription_count():
+            self.future_pub.publish(convert.image_msg_from_array(preview, "rgb8", header))
+        if self.future_jpeg_pub.get_subscription_count():
+            self.future_jpeg_pub.publish(convert.compressed_msg_from_rgb(preview, 90, header))
 
     def plan_header(self, stamp: float) -> Header:
         return Header(stamp=common.seconds_to_stamp(stamp), frame_id=self.config.plan_frame)
@@ -201,6 +218,8 @@ class PolicyNode(common.StackNode):
             "latency_ms": f"{self.last_latency_s * 1e3:.1f}", "compute_ms": f"{self.last_compute_s * 1e3:.1f}",
             "history_length": self.policy.history_length, "pending_frames": len(self.pending),
             "last_error": self.last_error, **{k: v for k, v in sorted(self.counters.items())},
+            **{f"{name.removesuffix('_s')}_ms": f"{seconds * 1e3:.1f}"
+               for name, seconds in (self.last_plan.timings_s.items() if self.last_plan else ())},
         }
         self.status_pub.publish(common.diagnostics(self, f"{NAME}: {self.policy.name}", level, state, values))
 
