@@ -183,8 +183,9 @@ class PolicyNode(common.StackNode):
             self.get_logger().debug(traceback.format_exc())
             self.publish_stop(newest.stamp)
             return
-        self.last_compute_s = time.perf_counter() - started
-        self.last_latency_s = common.now_seconds(self) - plan.stamp
+        if plan is not self.last_plan:  # a policy may repeat its last plan between planning steps
+            self.last_compute_s = time.perf_counter() - started
+            self.last_latency_s = common.now_seconds(self) - plan.stamp
         self.last_plan = plan
         self.counters["plans"] += 1
         self.path_pub.publish(convert.path_msg_from_waypoints(plan.waypoints, self.plan_header(plan.stamp)))
