@@ -26,6 +26,32 @@ def node_actions(launch_name: str, values: dict[str, str]) -> list:
     return actions
 
 
+def recorder_actions(launch_name: str, values: dict[str, str]) -> list:
+    """`ros2 bag record` for record:=true, from the same stack.plan_recording as the runner's rosbags recorder."""
+    import os
+
+    from launch.actions import ExecuteProcess
+
+    recording = stack.plan_recording(launch_name, values)
+    if recording is None:
+        return []
+    return [ExecuteProcess(cmd=recording.ros2_command(os.environ.get("ROS_DISTRO", "")), name=recording.node,
+                           output="screen")]
+
+
+def player_actions(launch_name: str, values: dict[str, str]) -> list:
+    """`ros2 bag play --clock` of a replay, from the same stack.plan_playback as the runner's rosbags player."""
+    import os
+
+    from launch.actions import ExecuteProcess
+
+    playback = stack.plan_playback(launch_name, values)
+    if playback is None:
+        return []
+    return [ExecuteProcess(cmd=playback.ros2_command(os.environ.get("ROS_DISTRO", "")), name=playback.node,
+                           output="screen")]
+
+
 def launch_description(launch_name: str):
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -35,7 +61,9 @@ def launch_description(launch_name: str):
 
     def resolve(context, *args, **kwargs):
         values = {a.name: LaunchConfiguration(a.name).perform(context) for a in arguments}
-        return node_actions(launch_name, values)
+        # recorder first (it should miss nothing), player last (the nodes subscribe before frames come)
+        return (recorder_actions(launch_name, values) + node_actions(launch_name, values)
+                + player_actions(launch_name, values))
 
     declared = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
                 for a in arguments]

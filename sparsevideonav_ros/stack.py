@@ -176,9 +176,9 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {a.name: a for a in (
     LaunchArgument("replay_rate", "1.0", "Playback speed factor (1.0 = as recorded).", only_in=("replay",)),
     LaunchArgument("replay_delay", "3.0", "Seconds before playback starts (nodes start, the policy loads); "
                    "raise it for slow-loading policies.", only_in=("replay",)),
-    LaunchArgument("replay_start", "first_plan", "Where playback starts: first_plan = the camera frame the recorded "
-                   "policy planned from first (the replayed policy then samples the same 4 FPS frames), or seconds "
-                   "into the bag.", only_in=("replay",)),
+    LaunchArgument("replay_start", "aligned", "Where playback starts: aligned = at a frame the recorded policy "
+                   "planned from, chosen so the replayed policy samples the same 4 FPS frames; or seconds into "
+                   "the bag.", only_in=("replay",)),
 )}
 
 # Which nodes each launch file starts.
@@ -446,10 +446,10 @@ def plan_playback(launch_name: str, arguments: Optional[dict[str, str]] = None) 
     bag = Path(values["bag"]).expanduser()
     if not bag.exists():
         raise FileNotFoundError(f"bag:={values['bag']} does not exist")
-    if values["replay_start"].strip() == "first_plan":
+    if values["replay_start"].strip() == "aligned":
         from sparsevideonav_ros import bags  # rosbags: a pip requirement, read only for replays
-        start = bags.first_plan_offset_s(bag, resolve_topic(values["namespace"], "policy/path"),
-                                         resolve_topic(values["namespace"], "camera/image_raw/compressed"))
+        start = bags.aligned_start_offset_s(bag, resolve_topic(values["namespace"], "policy/path"),
+                                            resolve_topic(values["namespace"], "camera/image_raw/compressed"))
     else:
         start = _parse_float(values["replay_start"], "replay_start", 0.0, strict=False)
     return PlaybackSpec(bag=str(bag.resolve()), topics=tuple(resolve_topic(values["namespace"], t) for t in REPLAYED_TOPICS),

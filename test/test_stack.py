@@ -504,7 +504,7 @@ def test_replay_plays_the_same_bag_in_launch_file_and_runner(fake_launch, small_
         assert "--disable-keyboard-controls" in parsed["flags"]
         assert float(parsed.get("--delay", 0.0)) == delay  # ros2 bag play refuses --delay 0
         assert float(parsed.get("--start-offset", 0.0)) == pytest.approx(start, abs=1e-6)
-        if "replay_start" not in extra:  # first_plan: at the first plan's frame, never past it
+        if "replay_start" not in extra:  # aligned: at the (only) plan's frame, never past it
             assert BAG_START_NS + float(parsed["--start-offset"]) * 1e9 <= FIRST_PLAN_FRAME_NS + 1
 
         tool = parse_tool_command(runner.node_command(playback), "sparsevideonav_ros.tools.play")

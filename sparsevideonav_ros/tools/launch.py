@@ -2,9 +2,11 @@
 
     python -m sparsevideonav_ros.tools.launch bringup policy:=scripted camera:=synthetic
 
-reads the same stack description as launch/*.launch.py (stack.plan_processes), so both start
+reads the same stack description as launch/*.launch.py (stack.plan_graph), so both start
 identical node command lines. Ctrl-C / SIGTERM stops every node (the bridge last, so its final
-stop reaches the robot after the controller has gone quiet).
+stop reaches the robot after the controller has gone quiet). record:=true adds a rosbags-based
+recorder (tools/record.py) where launch files start `ros2 bag record`; `replay bag:=...` plays the
+bag with tools/play.py where replay.launch.py starts `ros2 bag play`, and ends when the bag does.
 """
 from __future__ import annotations
 
@@ -20,17 +22,23 @@ from typing import Optional
 from sparsevideonav_ros import stack
 
 
-def node_command(process: stack.ProcessSpec) -> list[str]:
-    return [sys.executable, "-m", process.module] + process.ros_arguments()
+def node_command(process) -> list[str]:
+    """A node's command line; the bag recorder / player (stack.RecordingSpec / PlaybackSpec) run their
+    rosbags-based tools (tools/record.py, tools/play.py) in place of `ros2 bag record / play`."""
+    if isinstance(process, stack.ProcessSpec):
+        return [sys.executable, "-m", process.module] + process.ros_arguments()
+    return [sys.executable, "-m", process.module] + process.runner_arguments()
 
 
 class GraphRunner:
-    """Runs ProcessSpecs as child processes; logs go to ``log_dir/<node>.log`` when given."""
+    """Runs stack.plan_graph's processes as children; logs go to ``log_dir/<node>.log`` when given."""
 
-    # Stop order: sources and planners first, the robot bridge last.
-    STOP_ORDER = ("camera_node", "policy_node", "controller_node", "go2_bridge_node")
+    # Stop order: sources and planners first, the robot bridge last, the bag recorder after everything
+    # (it records the final stop).
+    STOP_ORDER = (stack.PLAYER_NAME, "camera_node", "policy_node", "controller_node", "go2_bridge_node",
+                  stack.RECORDER_NAME)
 
-    def __init__(self, processes: list[stack.ProcessSpec], env: Optional[dict[str, str]] = None,
+    def __init__(self, processes: list, env: Optional[dict[str, str]] = None,
                  log_dir: Optional[Path] = None) -> None:
         self.processes = processes
         self.env = env
@@ -98,7 +106,7 @@ def parse_launch_arguments(items: list[str]) -> dict[str, str]:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("launch_file", choices=sorted(stack.LAUNCH_FILES),
-                        help="which graph: bringup (all), robot (robot side), policy (GPU side)")
+                        help="which graph: bringup (all), robot (robot side), policy (GPU side), replay (a bag)")
     parser.add_argument("arguments", nargs="*", help="launch arguments name:=value")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = run until Ctrl-C)")
     parser.add_argument("--log-dir", type=Path, help="write each node's output to LOG_DIR/<node>.log")
@@ -108,7 +116,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for argument in stack.launch_arguments_for(options.launch_file):
             print(f"{argument.name}:={argument.default!r}\n    {argument.description}")
         return 0
-    processes = stack.plan_processes(options.launch_file, parse_launch_arguments(options.arguments))
+    processes = stack.plan_graph(options.launch_file, parse_launch_arguments(options.arguments))
     runner = GraphRunner(processes, log_dir=options.log_dir)
     stop_requested = []
     signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
@@ -119,6 +127,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         while not stop_requested and time.monotonic() < deadline:
             exited = runner.exited()
+            if exited == {stack.PLAYER_NAME: 0}:
+                print("replay finished: the bag has been played; stopping the graph", file=sys.stderr)
+                break
             if exited:
                 print(f"node(s) exited: {exited}; stopping the graph", file=sys.stderr)
                 code = 1

@@ -1,0 +1,772 @@
+"""Offline evaluation: run any registered policy over a recorded bag (or a video) and write a report.
+
+    python -m sparsevideonav_ros.tools.evaluate bags/<run> --policy scripted
+    python -m sparsevideonav_ros.tools.evaluate walk.mp4 --instruction "stop by the wooden door" --policy <name>
+
+No ROS needed (the bag is read with the rosbags library). Frames go through the same 4 FPS time
+grid as policy_node (core.frame_sampler), odometry reaches the policy as it would have on the
+robot (poses received up to the frame, interpolated at its stamp), and the instruction comes from
+--instruction, else the bag's instruction messages at their recorded times, else the instruction
+the recorded policy/status reported. The report folder holds:
+
+  plans.png      the policy's plans anchored on the recorded odometry trajectory (and the recorded
+                 plans, when the bag has them), plus every plan in the robot frame
+  latency.json   per-step compute time and the policy's own timings (also printed); latency.png
+  overlay.mp4    each 4 FPS frame with the plan drawn on it (ground projection + top view), and the
+                 policy's preview image (Plan.preview, e.g. its imagined future) beside it
+  steps.json     every step: stamp, state, waypoints, timings, error
+  summary.json   counts, latency, and the agreement with the recorded plans
+
+Exit status: 0 report written; 1 report written but the policy produced no plan; 2 unusable input
+(missing, truncated or foreign bag, unreadable video) or bad policy configuration.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import cv2
+import numpy as np
+
+from sparsevideonav_ros import stack
+from sparsevideonav_ros.bags import BagError
+from sparsevideonav_ros.configs import ConfigError
+from sparsevideonav_ros.core import images, se2
+from sparsevideonav_ros.core.frame_sampler import FrameSampler
+from sparsevideonav_ros.core.pose_history import PoseHistory
+from sparsevideonav_ros.policies import registry
+from sparsevideonav_ros.policies.base import Observation, PolicyError
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+RAW = "sensor_msgs/msg/Image"
+
+
+class InputError(RuntimeError):
+    """The input cannot be evaluated (the message says why)."""
+
+
+# -- input events -----------------------------------------------------------------------------
+
+@dataclass
+class FrameEvent:
+    stamp: float
+    frame_id: str
+    decode: Any  # () -> (H, W, 3) uint8 RGB; raises images.ImageEncodingError
+    before_start: bool = False  # counted, not given to the policy
+
+
+@dataclass
+class Intrinsics:
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def scaled_to(self, width: int, height: int) -> "Intrinsics":
+        sx, sy = width / self.width, height / self.height
+        return Intrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height)
+
+    @classmethod
+    def from_fov(cls, width: int, height: int, horizontal_fov_deg: float = 90.0) -> "Intrinsics":
+        fx = (width / 2.0) / math.tan(math.radians(horizontal_fov_deg) / 2.0)
+        return cls(fx, fx, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
+
+
+@dataclass
+class Episode:
+    """What the input holds besides frames (filled while the events stream by)."""
+
+    kind: str
+    path: str
+    topics: dict[str, str] = field(default_factory=dict)  # role -> topic
+    odometry: list = field(default_factory=list)  # (stamp, (3,) pose)
+    recorded_plans: list = field(default_factory=list)  # (stamp, (N, 3))
+    instructions: list = field(default_factory=list)  # (time s, text) as recorded
+    status_instruction: str = ""
+    intrinsics: Optional[Intrinsics] = None
+    frames_total: int = 0
+    start_s: float = 0.0  # where the policy's frames start, seconds into the input
+    start_reason: str = "first frame"
+    grid_anchor: Optional[float] = None  # virtual first sample that lines the 4 FPS grid up with the recording
+    grid_matches: int = 0  # recorded plan frames the aligned grid samples (of the first ALIGN_FRAMES frames)
+
+
+def bag_events(path: Path, episode: Episode, image_topic: Optional[str], odom_topic: Optional[str],
+               start: str = "aligned") -> Iterator:
+    """("frame"|"odom"|"instruction"|"path"|"camera_info"|"status", payload) in recorded order.
+
+    start: 'aligned' = frames reach the policy from the one the recorded policy planned from first, on
+    the recorded policy's 4 FPS grid (so both sample the same frames; from the first frame when the
+    bag has no plans), or seconds into the bag.
+    """
+    from sparsevideonav_ros import bags
+
+    reader = bags.open_bag(path)
+    try:
+        if image_topic:
+            frames = bags.find_connections(reader, (COMPRESSED, RAW), explicit=image_topic)
+        else:  # JPEG frames as the policy node subscribes them, else raw ones
+            frames = (bags.find_connections(reader, (COMPRESSED,), "camera/image_raw/compressed",
+                                            option="--image-topic")
+                      or bags.find_connections(reader, (RAW,), "camera/image_raw", option="--image-topic"))
+        if not frames or sum(c.msgcount for c in frames) == 0:
+            raise bags.BagError(f"{path} has no camera frames: expected a {COMPRESSED} or {RAW} topic "
+                                f"(e.g. /camera/image_raw/compressed); the bag has: {bags.describe_topics(reader)}")
+        def stack_named(msg_type: str, name: str) -> list:  # optional roles: only under the stack's name
+            return bags.find_connections(reader, (msg_type,), name, require_suffix=True)
+
+        roles = {"frame": frames,
+                 "odom": bags.find_connections(reader, ("nav_msgs/msg/Odometry",), "odom", odom_topic,
+                                               option="--odom-topic"),
+                 "instruction": stack_named("std_msgs/msg/String", "instruction"),
+                 "path": stack_named("nav_msgs/msg/Path", "policy/path"),
+                 "camera_info": stack_named("sensor_msgs/msg/CameraInfo", "camera/camera_info"),
+                 "status": stack_named("diagnostic_msgs/msg/DiagnosticArray", "policy/status")}
+        episode.topics = {role: conns[0].topic for role, conns in roles.items() if conns}
+        start_ns = reader.start_time
+        if start == "aligned":
+            if roles["path"]:
+                start_ns = align_with_recorded_plans(reader, roles["path"], frames, episode) or start_ns
+        else:
+            start_ns += int(float(start) * 1e9)
+            episode.start_reason = f"--start {float(start):g} s"
+        episode.start_s = (start_ns - reader.start_time) / 1e9
+        role_of = {c.id: role for role, conns in roles.items() for c in conns}
+        for connection, bag_ns, data in bags.messages(reader, [c for conns in roles.values() for c in conns]):
+            role = role_of[connection.id]
+            if role == "frame":
+                event = frame_from_message(bags.decode(data, connection.msgtype, connection.topic), connection.msgtype)
+                event.before_start = bag_ns < start_ns
+                yield "frame", event
+                continue
+            msg = bags.decode(data, connection.msgtype, connection.topic)
+            if role == "odom":
+                p, q = msg.pose.pose.position, msg.pose.pose.orientation
+                yield "odom", (bags.stamp_seconds(msg.header.stamp),
+                               np.array([p.x, p.y, se2.yaw_from_quaternion(q.x, q.y, q.z, q.w)]))
+            elif role == "instruction":
+                yield "instruction", (bag_ns * 1e-9, msg.data)
+            elif role == "path":
+                rows = [(ps.pose.position.x, ps.pose.position.y,
+                         se2.yaw_from_quaternion(ps.pose.orientation.x, ps.pose.orientation.y,
+                                                 ps.pose.orientation.z, ps.pose.orientation.w)) for ps in msg.poses]
+                yield "path", (bags.stamp_seconds(msg.header.stamp), np.asarray(rows, dtype=float).reshape(-1, 3))
+            elif role == "camera_info":
+                k = [float(v) for v in msg.k]
+                if msg.width and msg.height and k[0] > 0 and k[4] > 0:
+                    yield "camera_info", Intrinsics(k[0], k[4], k[2], k[5], int(msg.width), int(msg.height))
+            elif role == "status":
+                values = {kv.key: kv.value for status in msg.status for kv in status.values}
+                yield "status", values
+    finally:
+        reader.close()
+
+
+ALIGN_FRAMES = 400  # frames (from the first plan's) used to find the grid phase: ~25 s at 15 FPS
+
+
+def grid_anchor(frame_stamps: list[float], plan_stamps: list[float], rate_hz: float,
+                tolerance_fraction: float = 0.25) -> tuple[float, int]:
+    """A virtual first sample for FrameSampler so that, fed ``frame_stamps`` (from the first plan's frame
+    on), it accepts the most recorded plan frames: policy_node's grid starts at the first frame it got,
+    which the bag may not hold. Returns (anchor stamp, matched plan frames).
+
+    The grid's phase only matters up to where its tick boundaries fall between frames, so every phase
+    interval between two frame-boundary crossings is tried once; the widest best one wins (its middle
+    is the phase most tolerant of stamp jitter).
+    """
+    from sparsevideonav_ros.core.frame_sampler import FrameSampler
+
+    period = 1.0 / rate_hz
+    first = plan_stamps[0]
+    frames = [f for f in frame_stamps if f >= first - 5e-7][:ALIGN_FRAMES]
+    planned = {stamp_key(p) for p in plan_stamps}
+    low, high = -tolerance_fraction * period, (1.0 - tolerance_fraction) * period
+    # phi: the first plan's frame lies at anchor + 2 periods + phi, i.e. in tick 2 of the grid
+    critical = sorted({low + (-(f - first)) % period for f in frames} | {low, high})
+    best, best_width, best_phi = -1, -1.0, 0.0
+    for a, b in zip(critical, critical[1:]):
+        if b - a < 1e-9:
+            continue
+        phi = 0.5 * (a + b)
+        sampler = FrameSampler(rate_hz, tolerance_fraction)
+        sampler.offer(first - 2 * period - phi)
+        score = sum(1 for f in frames if sampler.offer(f) and stamp_key(f) in planned)
+        if score > best or (score == best and b - a > best_width):
+            best, best_width, best_phi = score, b - a, phi
+    return first - 2 * period - best_phi, best
+
+
+def align_with_recorded_plans(reader, path_connections, frame_connections, episode: Episode,
+                              rate_hz: float = 4.0) -> Optional[int]:
+    """Bag time (ns) of the first recorded plan's frame, with episode.grid_anchor set; None without plans."""
+    from sparsevideonav_ros import bags
+
+    plan_stamps = [bags.stamp_seconds(bags.decode(data, c.msgtype, c.topic).header.stamp)
+                   for c, _, data in bags.messages(reader, path_connections)]
+    if not plan_stamps:
+        return None
+    frames, after_first = [], 0  # (stamp, bag ns)
+    for connection, bag_ns, data in bags.messages(reader, frame_connections):
+        stamp = bags.stamp_seconds(bags.decode(data, connection.msgtype, connection.topic).header.stamp)
+        frames.append((stamp, bag_ns))
+        after_first += stamp >= plan_stamps[0] - 5e-7
+        if after_first >= ALIGN_FRAMES:
+            break
+    first = next(((stamp, bag_ns) for stamp, bag_ns in frames if stamp >= plan_stamps[0] - 5e-7), None)
+    if first is None:
+        return None
+    episode.grid_anchor, episode.grid_matches = grid_anchor([f[0] for f in frames], plan_stamps, rate_hz)
+    episode.start_reason = "frame of the first recorded plan, 4 FPS grid aligned with the recorded plans"
+    return first[1]
+
+
+def frame_from_message(msg: Any, msg_type: str) -> FrameEvent:
+    stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+    if msg_type == COMPRESSED:
+        return FrameEvent(stamp, msg.header.frame_id, lambda: images.decode_compressed(msg.format, msg.data))
+
+    def decode_raw():
+        array = images.array_from_image_fields(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step,
+                                               msg.data)
+        return images.to_rgb(array, msg.encoding)
+    return FrameEvent(stamp, msg.header.frame_id, decode_raw)
+
+
+def video_events(path: Path, fps: Optional[float], start: str = "0") -> Iterator:
+    from sparsevideonav_ros.sources.base import SourceError
+    from sparsevideonav_ros.sources.file import VideoFileSource
+
+    start_s = 0.0 if start == "aligned" else float(start)
+    source = VideoFileSource(path, loop=False, fps=fps)
+    try:
+        source.open()
+    except SourceError as error:
+        raise InputError(str(error)) from error
+    try:
+        index = 0
+        while True:
+            frame = source.read()
+            if frame is None:
+                break
+            rgb = frame.rgb
+            stamp = index / source.nominal_fps
+            yield "frame", FrameEvent(stamp, "camera_link", lambda rgb=rgb: rgb, before_start=stamp < start_s)
+            index += 1
+        if index == 0:
+            raise InputError(f"{path} has no decodable frames")
+    finally:
+        source.close()
+
+
+# -- running the policy -----------------------------------------------------------------------
+
+@dataclass
+class Step:
+    index: int
+    stamp: float
+    state: str
+    waypoints: np.ndarray
+    compute_ms: float
+    timings_ms: dict
+    error: str
+    odom_pose: Optional[np.ndarray]
+    overlay_jpeg: bytes = b""
+    preview_jpeg: bytes = b""
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "stamp": self.stamp, "state": self.state,
+                "waypoints": np.round(self.waypoints, 6).tolist(), "compute_ms": round(self.compute_ms, 3),
+                "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}, "error": self.error,
+                "odom_pose": None if self.odom_pose is None else np.round(self.odom_pose, 6).tolist(),
+                "has_preview": bool(self.preview_jpeg)}
+
+
+def run_policy(events: Iterator, episode: Episode, policy, rate_hz: float, instruction: str,
+               render: Optional["OverlayRenderer"], max_steps: int = 0) -> list[Step]:
+    sampler = FrameSampler(rate_hz=rate_hz)
+    odometry = PoseHistory(horizon_s=10.0)  # what the node keeps
+    steps: list[Step] = []
+    instruction_set = False
+    if instruction:
+        policy.set_instruction(instruction)
+        instruction_set = True
+    for kind, payload in events:
+        if kind == "odom":
+            stamp, pose = payload
+            try:
+                odometry.add(stamp, pose)
+                episode.odometry.append((stamp, pose))
+            except ValueError:
+                pass  # non-finite odometry: the node rejects it too
+        elif kind == "instruction":
+            episode.instructions.append(payload)
+            if not instruction:
+                try:
+                    policy.set_instruction(payload[1])
+                    instruction_set = True
+                except PolicyError:
+                    pass
+        elif kind == "status":
+            if not episode.status_instruction and payload.get("instruction", "").strip():
+                episode.status_instruction = payload["instruction"].strip()
+        elif kind == "path":
+            episode.recorded_plans.append(payload)
+        elif kind == "camera_info":
+            episode.intrinsics = episode.intrinsics or payload
+        elif kind == "frame":
+            episode.frames_total += 1
+            frame: FrameEvent = payload
+            if frame.before_start or (max_steps and len(steps) >= max_steps):
+                continue
+            if episode.grid_anchor is not None and sampler.offered == 0:
+                sampler.offer(episode.grid_anchor)  # the recorded policy's grid phase (see grid_anchor)
+            if not sampler.would_accept(frame.stamp):
+                continue  # like the node: no decode for frames the 4 FPS grid drops
+            try:
+                rgb = frame.decode()
+            except images.ImageEncodingError:
+                continue
+            if not sampler.offer(frame.stamp):
+                continue
+            if not instruction_set and episode.status_instruction:
+                # recorded as a launch argument / parameter: no instruction message, but status reports it
+                try:
+                    policy.set_instruction(episode.status_instruction)
+                    instruction_set = True
+                except PolicyError:
+                    pass
+            try:
+                odom_pose = odometry.pose_at(frame.stamp)
+            except LookupError:
+                odom_pose = None
+            steps.append(step_policy(policy, len(steps), Observation(stamp=frame.stamp, rgb=rgb,
+                                                                      frame_id=frame.frame_id, odom_pose=odom_pose)))
+            if render is not None:
+                render.add(steps[-1], rgb, episode)
+    return steps
+
+
+def step_policy(policy, index: int, observation: Observation) -> Step:
+    started = time.perf_counter()
+    try:
+        plan = policy.step(observation)
+    except Exception as error:  # the node publishes a stop for any policy failure; here it is a failed step
+        return Step(index, observation.stamp, "error", np.zeros((0, 3)), (time.perf_counter() - started) * 1e3, {},
+                    f"{type(error).__name__}: {error}", observation.odom_pose)
+    compute_ms = (time.perf_counter() - started) * 1e3
+    preview = b""
+    if plan.preview is not None:
+        try:
+            preview = images.encode_jpeg(np.ascontiguousarray(plan.preview), 90)
+        except images.ImageEncodingError:
+            preview = b""
+    return Step(index, plan.stamp, plan.state, np.asarray(plan.waypoints, dtype=float).reshape(-1, 3), compute_ms,
+                {k: v * 1e3 for k, v in plan.timings_s.items()}, "", observation.odom_pose, preview_jpeg=preview)
+
+
+# -- drawing ----------------------------------------------------------------------------------
+
+ORANGE, GREEN, WHITE, BLACK, GREY = (255, 140, 0), (60, 220, 60), (255, 255, 255), (0, 0, 0), (90, 90, 90)
+
+
+def ascii_text(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def put_text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.5) -> None:
+    """White text on a dark box (readable on any frame, and after video compression)."""
+    text = ascii_text(text)
+    (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x, y = origin
+    box = image[max(0, y - height - 3):y + baseline + 1, max(0, x - 3):x + width + 3]
+    box[:] = (box.astype(np.float32) * 0.3).astype(np.uint8)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, WHITE, 1, cv2.LINE_AA)
+
+
+def project_ground(waypoints: np.ndarray, intrinsics: Intrinsics, camera_height_m: float,
+                   min_forward_m: float = 0.2) -> list[tuple[int, int]]:
+    """Image pixels of ground points (x forward, y left, in the robot frame) seen by a level camera
+    ``camera_height_m`` above the ground at the robot origin; points closer than min_forward_m are left out."""
+    points = []
+    for x, y in waypoints[:, :2]:
+        if x < min_forward_m:
+            continue
+        u = intrinsics.cx - intrinsics.fx * y / x
+        v = intrinsics.cy + intrinsics.fy * camera_height_m / x
+        points.append((int(round(u)), int(round(v))))
+    return points
+
+
+def draw_top_view(image: np.ndarray, waypoints: np.ndarray, size: int = 0, margin: int = 8) -> None:
+    """Top view of the plan in the bottom-left corner: robot at the centre facing up, 1 m scale bar.
+    ``size`` 0: a third of the frame's smaller side (60..150 px)."""
+    h = image.shape[0]
+    size = size or int(np.clip(min(image.shape[:2]) // 3, 60, 150))
+    x0, y0 = margin, h - size - margin
+    if y0 < 0 or size + margin > image.shape[1]:
+        return
+    region = image[y0:y0 + size, x0:x0 + size]
+    region[:] = (region.astype(np.float32) * 0.35).astype(np.uint8)
+    extent = max(1.0, float(np.abs(waypoints[:, :2]).max()) if len(waypoints) else 1.0) * 1.15
+    scale = (size / 2 - 4) / extent  # px per m
+    centre = np.array([size / 2, size / 2])
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return int(round(x0 + centre[0] - y * scale)), int(round(y0 + centre[1] - x * scale))
+
+    cv2.rectangle(image, (x0, y0), (x0 + size - 1, y0 + size - 1), GREY, 1)
+    cv2.line(image, (x0 + 6, y0 + size - 8), (x0 + 6 + int(scale), y0 + size - 8), WHITE, 2)
+    put_text(image, "1 m", (x0 + 8, y0 + size - 12), 0.35)
+    robot = px(0.0, 0.0)
+    cv2.arrowedLine(image, robot, px(0.25 * extent / 1.15, 0.0), WHITE, 2, tipLength=0.3)
+    previous = robot
+    for x, y, yaw in waypoints:
+        point = px(x, y)
+        cv2.line(image, previous, point, ORANGE, 2, cv2.LINE_AA)
+        cv2.circle(image, point, 3, ORANGE, -1)
+        tip = px(x + 0.15 * extent / 1.15 * math.cos(yaw), y + 0.15 * extent / 1.15 * math.sin(yaw))
+        cv2.line(image, point, tip, GREEN, 1, cv2.LINE_AA)
+        previous = point
+
+
+class OverlayRenderer:
+    """Frames with the plan drawn on them, kept as JPEG until the video is written."""
+
+    def __init__(self, camera_height_m: float, instruction: str = "") -> None:
+        self.camera_height_m = camera_height_m
+        self.instruction = instruction
+        self.first_stamp: Optional[float] = None
+
+    def add(self, step: Step, rgb: np.ndarray, episode: Episode) -> None:
+        image = np.ascontiguousarray(rgb).copy()
+        h, w = image.shape[:2]
+        intrinsics = (episode.intrinsics.scaled_to(w, h) if episode.intrinsics else Intrinsics.from_fov(w, h))
+        points = project_ground(step.waypoints, intrinsics, self.camera_height_m)
+        if points:
+            chain = [(w // 2, h - 1)] + points
+            for a, b in zip(chain, chain[1:]):
+                cv2.line(image, a, b, ORANGE, 3, cv2.LINE_AA)
+            for point in points:
+                cv2.circle(image, point, 6, ORANGE, 2, cv2.LINE_AA)
+        draw_top_view(image, step.waypoints)
+        instruction = self.instruction or (episode.instructions[-1][1] if episode.instructions else
+                                           episode.status_instruction)
+        self.first_stamp = step.stamp if self.first_stamp is None else self.first_stamp
+        put_text(image, f"step {step.index}  t={step.stamp - self.first_stamp:.2f} s  {step.state}  "
+                        f"{step.compute_ms:.1f} ms", (8, 20))
+        if instruction:
+            put_text(image, instruction[:80], (8, 42))
+        if step.error:
+            put_text(image, step.error[:90], (8, 64))
+        step.overlay_jpeg = images.encode_jpeg(image, 90)
+
+
+def video_frames(steps: list[Step]) -> Iterator[np.ndarray]:
+    """Overlay frames, with the preview (scaled to the frame height) beside them when any step has one."""
+    first = images.decode_jpeg(steps[0].overlay_jpeg)
+    h = first.shape[0]
+    panel_w = 0
+    for step in steps:
+        if step.preview_jpeg:
+            preview = images.decode_jpeg(step.preview_jpeg)
+            panel_w = max(panel_w, int(round(preview.shape[1] * h / preview.shape[0])))
+    panel_w += panel_w % 2  # even sizes for the codec
+    for step in steps:
+        frame = images.decode_jpeg(step.overlay_jpeg)
+        if frame.shape != first.shape:
+            frame = cv2.resize(frame, (first.shape[1], first.shape[0]))
+        if panel_w:
+            panel = np.full((h, panel_w, 3), 30, np.uint8)
+            if step.preview_jpeg:
+                preview = images.decode_jpeg(step.preview_jpeg)
+                width = int(round(preview.shape[1] * h / preview.shape[0]))
+                panel[:, :width] = cv2.resize(preview, (width, h), interpolation=cv2.INTER_AREA)
+                put_text(panel, "policy preview", (8, 20))
+            else:
+                put_text(panel, "no preview", (8, 20))
+            frame = np.hstack([frame, panel])
+        yield frame
+
+
+# -- report -----------------------------------------------------------------------------------
+
+def stats(values: list[float]) -> dict:
+    if not values:
+        return {"count": 0}
+    array = np.asarray(values, dtype=float)
+    return {"count": int(array.size), "p50": round(float(np.percentile(array, 50)), 3),
+            "p95": round(float(np.percentile(array, 95)), 3), "max": round(float(array.max()), 3),
+            "mean": round(float(array.mean()), 3)}
+
+
+def latency_report(steps: list[Step]) -> dict:
+    names = sorted({name for step in steps for name in step.timings_ms})
+    return {"compute_ms": stats([s.compute_ms for s in steps]),
+            "timings_ms": {name: stats([s.timings_ms[name] for s in steps if name in s.timings_ms]) for name in names},
+            "per_step": [{"index": s.index, "stamp": s.stamp, "compute_ms": round(s.compute_ms, 3),
+                          **{f"{k}_ms": round(v, 3) for k, v in s.timings_ms.items()}} for s in steps]}
+
+
+def stamp_key(stamp: float) -> int:
+    return int(round(stamp * 1e6))
+
+
+def compare_with_recorded(steps: list[Step], recorded: list) -> dict:
+    """Agreement of the evaluated plans with the plans recorded for the same frames (matched by stamp)."""
+    if not recorded:
+        return {"recorded_plans": 0}
+    by_stamp = {stamp_key(stamp): waypoints for stamp, waypoints in recorded}
+    matched, same_state, differences = 0, 0, []
+    for step in steps:
+        other = by_stamp.get(stamp_key(step.stamp))
+        if other is None:
+            continue
+        matched += 1
+        if (len(other) == 0) == (len(step.waypoints) == 0):
+            same_state += 1
+        if len(other) and len(other) == len(step.waypoints):
+            position = float(np.linalg.norm(other[:, :2] - step.waypoints[:, :2], axis=1).max())
+            yaw = float(np.abs(se2.wrap_angle(other[:, 2] - step.waypoints[:, 2])).max())
+            differences.append((position, yaw))
+    result = {"recorded_plans": len(recorded), "matched_frames": matched, "same_stop_or_go": same_state,
+              "compared_waypoints": len(differences)}
+    if differences:
+        positions = np.array([d[0] for d in differences])
+        result.update(max_position_difference_m=round(float(positions.max()), 6),
+                      median_position_difference_m=round(float(np.median(positions)), 6),
+                      max_yaw_difference_rad=round(float(max(d[1] for d in differences)), 6),
+                      within_5cm=int((positions <= 0.05).sum()))
+    return result
+
+
+def anchored(plans: list, odometry: list) -> list[np.ndarray]:
+    """Plans (stamp, body-frame waypoints) in the odometry frame at the pose of their stamp."""
+    history = PoseHistory(horizon_s=1e9)
+    for stamp, pose in odometry:
+        history.add(stamp, pose)
+    result = []
+    for stamp, waypoints in plans:
+        if len(waypoints) == 0:
+            continue
+        try:
+            pose = history.pose_at(stamp)
+        except LookupError:
+            continue
+        result.append(np.vstack([pose, se2.compose(pose, waypoints)]))
+    return result
+
+
+def plot_plans(steps: list[Step], episode: Episode, path: Path, policy_name: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with_odom = bool(episode.odometry)
+    fig, axes = plt.subplots(1, 2 if with_odom else 1, figsize=(12 if with_odom else 6, 6), squeeze=False)
+    axes = axes[0]
+    if with_odom:
+        ax = axes[0]
+        for i, plan in enumerate(anchored(episode.recorded_plans, episode.odometry)):
+            ax.plot(plan[:, 0], plan[:, 1], "--", color="tab:green", alpha=0.35, lw=1,
+                    label="recorded plans" if i == 0 else None)
+        for i, plan in enumerate(anchored([(s.stamp, s.waypoints) for s in steps], episode.odometry)):
+            ax.plot(plan[:, 0], plan[:, 1], ".-", color="tab:orange", alpha=0.35, lw=1,
+                    label=f"{policy_name} plans (at their frame's pose)" if i == 0 else None)
+        poses = np.array([pose for _, pose in episode.odometry])
+        ax.plot(poses[:, 0], poses[:, 1], "-", color="tab:blue", lw=2, label="recorded odometry")
+        ax.plot(*poses[0, :2], "go", label="start")
+        ax.plot(*poses[-1, :2], "rs", label="end")
+        ax.set_aspect("equal")
+        ax.grid(True, alpha=0.3)
+        ax.set_xlabel("x [m] (odom)")
+        ax.set_ylabel("y [m] (odom)")
+        ax.set_title("Plans vs recorded trajectory")
+        ax.legend(loc="best", fontsize=8)
+    ax = axes[-1]
+    colours = plt.cm.viridis(np.linspace(0, 1, max(1, len(steps))))
+    for step, colour in zip(steps, colours):
+        if len(step.waypoints):
+            chain = np.vstack([np.zeros(3), step.waypoints])
+            ax.plot(-chain[:, 1], chain[:, 0], ".-", color=colour, alpha=0.6, lw=1)
+    ax.plot(0, 0, "k^", ms=10, label="robot at the frame")
+    ax.plot([-0.75, 0.75], [0.0, 0.0], alpha=0.0)  # at least 1.5 m wide, so lateral offsets stay visible
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.grid(True, alpha=0.3)
+    ax.set_xlabel("left <- y [m] -> right (robot frame)")
+    ax.set_ylabel("x forward [m]")
+    ax.set_title(f"Every plan in the robot frame (colour = time, {len(steps)} steps)")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_latency(steps: list[Step], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    t0 = steps[0].stamp
+    times = [s.stamp - t0 for s in steps]
+    ax.plot(times, [s.compute_ms for s in steps], ".-", lw=1, label="policy step (observe + plan)")
+    for name in sorted({n for s in steps for n in s.timings_ms}):
+        ax.plot([s.stamp - t0 for s in steps if name in s.timings_ms],
+                [s.timings_ms[name] for s in steps if name in s.timings_ms], ".", ms=3, label=name)
+    ax.set_xlabel("frame time [s]")
+    ax.set_ylabel("ms")
+    ax.set_title("Per-step latency")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_values(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    values = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"policy parameters are name=value, got {item!r}")
+        key, text = item.split("=", 1)
+        values[key.strip()] = yaml.safe_load(text)
+    return values
+
+
+def default_out(input_path: Path, policy: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / f"{stamp}-{stack.slugify(policy)}-{stack.slugify(input_path.stem) or 'input'}"
+
+
+def evaluate(input_path: Path, policy_name: str, out: Path, instruction: str = "", rate_hz: float = 4.0,
+             values: Optional[dict] = None, camera_height_m: float = 0.35, image_topic: Optional[str] = None,
+             odom_topic: Optional[str] = None, video_fps: Optional[float] = None, max_steps: int = 0,
+             write_video: bool = True, start: str = "aligned") -> dict:
+    """Run the evaluation and write the report folder; returns the summary. Raises InputError (and
+    bags.BagError, a RuntimeError too) for unusable input, ConfigError for a bad policy configuration."""
+    policy = registry.make_policy(policy_name, values or {})
+    input_path = Path(input_path)
+    if not input_path.exists():
+        raise InputError(f"no such bag or video: {input_path}")
+    if input_path.is_file() and input_path.suffix.lower() in VIDEO_SUFFIXES:
+        episode = Episode(kind="video", path=str(input_path))
+        events = video_events(input_path, video_fps, start)
+    else:
+        episode = Episode(kind="bag", path=str(input_path))
+        events = bag_events(input_path, episode, image_topic, odom_topic, start)
+    renderer = OverlayRenderer(camera_height_m, instruction) if write_video else None
+    started = time.perf_counter()
+    steps = run_policy(events, episode, policy, rate_hz, instruction, renderer, max_steps)
+    elapsed = time.perf_counter() - started
+    if not steps:
+        raise InputError(f"{input_path}: no frame reached the policy ({episode.frames_total} frames, none decodable)")
+
+    out.mkdir(parents=True, exist_ok=True)
+    latency = latency_report(steps)
+    (out / "latency.json").write_text(json.dumps(latency, indent=2))
+    (out / "steps.json").write_text(json.dumps([s.to_json() for s in steps], indent=2))
+    plot_plans(steps, episode, out / "plans.png", policy_name)
+    plot_latency(steps, out / "latency.png")
+    video_frames_written = 0
+    if write_video:
+        from sparsevideonav_ros.sources.file import write_video as write_mp4
+        video_frames_written = write_mp4(out / "overlay.mp4", video_frames(steps), rate_hz)
+    used_instruction = instruction or (episode.instructions[0][1] if episode.instructions else
+                                       episode.status_instruction)
+    states: dict[str, int] = {}
+    for step in steps:
+        states[step.state] = states.get(step.state, 0) + 1
+    errors = [s for s in steps if s.error]
+    summary = {
+        "input": str(input_path), "kind": episode.kind, "topics": episode.topics, "policy": policy_name,
+        "policy_config": policy.describe(), "instruction": used_instruction,
+        "instruction_source": ("--instruction" if instruction else "bag instruction topic" if episode.instructions
+                               else "recorded policy/status" if episode.status_instruction else "none"),
+        "rate_hz": rate_hz, "frames_in_input": episode.frames_total, "steps": len(steps),
+        "start_s": round(episode.start_s, 6), "start": episode.start_reason,
+        "grid_anchor": episode.grid_anchor, "grid_matched_plan_frames": episode.grid_matches,
+        "states": states, "plans_with_waypoints": sum(1 for s in steps if len(s.waypoints)),
+        "errors": len(errors), "first_error": errors[0].error if errors else "",
+        "previews": sum(1 for s in steps if s.preview_jpeg), "odometry_messages": len(episode.odometry),
+        "camera_intrinsics": "camera_info" if episode.intrinsics else "assumed 90 deg horizontal FOV",
+        "camera_height_m": camera_height_m, "compute_ms": latency["compute_ms"],
+        "versus_recorded": compare_with_recorded(steps, episode.recorded_plans),
+        "video_frames": video_frames_written, "evaluation_wall_s": round(elapsed, 3),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def print_summary(summary: dict, out: Path) -> None:
+    c = summary["compute_ms"]
+    print(f"{summary['policy']} over {summary['input']} ({summary['kind']}): {summary['steps']} steps at "
+          f"{summary['rate_hz']:g} FPS from {summary['frames_in_input']} frames; states {summary['states']}")
+    print(f"instruction ({summary['instruction_source']}): {summary['instruction']!r}")
+    print(f"step latency ms: p50 {c.get('p50', float('nan'))}  p95 {c.get('p95', float('nan'))}  "
+          f"max {c.get('max', float('nan'))}  mean {c.get('mean', float('nan'))}  (n={c['count']})")
+    versus = summary["versus_recorded"]
+    if versus.get("recorded_plans"):
+        print(f"versus recorded plans: {versus['matched_frames']} frames matched, {versus['same_stop_or_go']} "
+              f"same stop/go, median waypoint difference {versus.get('median_position_difference_m', '-')} m")
+    if summary["errors"]:
+        print(f"{summary['errors']} steps failed; first: {summary['first_error']}")
+    print(f"report: {out.resolve()}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", type=Path, help="rosbag2 folder / .mcap / .db3, or a video file")
+    parser.add_argument("--policy", default="scripted", help=f"registered policy ({', '.join(registry.known_policies())})")
+    parser.add_argument("--instruction", default="", help="instruction (default: the bag's)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="policy config value (YAML), e.g. -p horizon=3; repeatable")
+    parser.add_argument("--out", type=Path, help="report folder (default reports/<date>-<policy>-<input>)")
+    parser.add_argument("--rate", type=float, default=4.0, help="policy frame rate (default 4 FPS, as policy_node)")
+    parser.add_argument("--image-topic", help="camera topic when the bag has several")
+    parser.add_argument("--odom-topic", help="odometry topic when the bag has several")
+    parser.add_argument("--camera-height", type=float, default=0.35,
+                        help="camera height above the ground (m) for drawing the plan on the frames")
+    parser.add_argument("--video-fps", type=float, help="frame rate of a video that reports none")
+    parser.add_argument("--start", default="aligned",
+                        help="first frame for the policy: aligned (default: the frame the recorded policy planned "
+                             "from first, on the recorded policy's 4 FPS grid, so both sample the same frames; the "
+                             "first frame when there are no recorded plans) or seconds into the input")
+    parser.add_argument("--max-steps", type=int, default=0, help="stop after this many policy steps (0 = all)")
+    parser.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
+    options = parser.parse_args(argv)
+    out = options.out or default_out(options.input, options.policy)
+    try:
+        if not options.rate > 0:
+            raise ConfigError(f"--rate must be > 0, got {options.rate}")
+        if options.start != "aligned":
+            try:
+                if not float(options.start) >= 0:
+                    raise ValueError
+            except ValueError:
+                raise ConfigError(f"--start must be aligned or seconds >= 0, got {options.start!r}") from None
+        summary = evaluate(options.input, options.policy, out, options.instruction, options.rate,
+                           parse_values(options.param), options.camera_height, options.image_topic,
+                           options.odom_topic, options.video_fps, options.max_steps, not options.no_video,
+                           options.start)
+    except (InputError, ConfigError, BagError, PolicyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_summary(summary, out)
+    return 0 if summary["plans_with_waypoints"] or summary["errors"] < summary["steps"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Record topics to a rosbag2 bag with the rosbags library: `ros2 bag record` for pip-only installs.
+
+    python -m sparsevideonav_ros.tools.record --output bags/run1 /camera/image_raw/compressed /odom ...
+
+What `record:=true` starts in the process runner (tools/launch.py); launch files start
+`ros2 bag record -s mcap` over the same topics (stack.plan_recording). Every topic is subscribed
+with serialized messages (no decode) and the stack's QoS, so latched topics (instruction, estop)
+are recorded whenever they are published, also before the recorder started. Each message is
+written with its receive time on the node clock (sim time under use_sim_time; like
+`ros2 bag record --use-sim-time`, nothing is written before the first /clock). SIGINT/SIGTERM
+close the bag: the MCAP summary and metadata.yaml are written, so the bag reads everywhere.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import importlib
+import sys
+from pathlib import Path
+from typing import Optional
+
+from rclpy.utilities import remove_ros_args
+
+from sparsevideonav_ros import bags, stack
+from sparsevideonav_ros.configs import ConfigError
+from sparsevideonav_ros.nodes import common
+
+
+def message_type(msg_type: str):
+    package, kind, name = msg_type.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+class BagRecorder(common.StackNode):
+    def __init__(self, output: str, topics: list[str], storage: str = "mcap") -> None:
+        super().__init__(stack.RECORDER_NAME)
+        resolved = []
+        for topic in topics:
+            if not topic.startswith("/"):
+                raise ConfigError(f"topic {topic!r}: give absolute names (e.g. /camera/image_raw/compressed)")
+            known = bags.stack_topic(topic)
+            if known is None:
+                raise ConfigError(f"topic {topic} is not a stack topic; known: {', '.join(stack.TOPICS)}")
+            resolved.append((topic, known))
+        if Path(output).exists():
+            raise ConfigError(f"bag folder {output} exists already; not overwriting a recording")
+        self.output = output
+        self.connections = {}
+        self.counts: collections.Counter = collections.Counter()
+        self.before_clock = 0
+        for topic, known in resolved:
+            # raw=True: the callback gets the CDR bytes as they came off the wire
+            self.create_subscription(message_type(known.msg_type), topic,
+                                     lambda data, topic=topic, known=known: self.on_message(topic, known, data),
+                                     common.qos(known.qos), raw=True)
+        # The bag folder appears once the subscriptions exist (the runner starts the nodes after it).
+        try:
+            self.writer = bags.open_writer(output, storage)
+        except bags.BagError as error:
+            raise ConfigError(str(error)) from error
+        self.get_logger().info(f"recording {len(resolved)} topics to {output} ({storage})")
+
+    def on_message(self, topic: str, known: stack.Topic, data: bytes) -> None:
+        stamp_ns = self.get_clock().now().nanoseconds
+        if stamp_ns <= 0:  # use_sim_time and no /clock yet
+            self.before_clock += 1
+            return
+        connection = self.connections.get(topic)
+        if connection is None:  # a topic enters the bag with its first message, as with ros2 bag record
+            connection = self.connections[topic] = bags.add_connection(self.writer, topic, known.msg_type, known.qos)
+        self.writer.write(connection, stamp_ns, data)
+        self.counts[topic] += 1
+
+    def on_shutdown(self) -> None:
+        self.writer.close()  # MCAP summary + metadata.yaml: the bag is complete
+        total = sum(self.counts.values())
+        summary = ", ".join(f"{t}: {n}" for t, n in sorted(self.counts.items())) or "nothing"
+        print(f"[{stack.RECORDER_NAME}] closed {self.output}: {total} messages ({summary})"
+              + (f"; {self.before_clock} dropped before the first /clock" if self.before_clock else ""), flush=True)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv if argv is None else [sys.argv[0]] + list(argv))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", "-o", required=True, help="bag folder to create (must not exist)")
+    parser.add_argument("--storage", "-s", default=stack.RECORD_STORAGE, choices=sorted(bags.STORAGES))
+    parser.add_argument("topics", nargs="+", help="absolute topic names (types and QoS from stack.TOPICS)")
+    options = parser.parse_args(remove_ros_args(args=argv)[1:])
+    return common.run_node(lambda: BagRecorder(options.output, options.topics, options.storage), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

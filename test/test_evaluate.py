@@ -1,0 +1,326 @@
+"""Offline evaluation (tools/evaluate.py) and bag reading (bags.py) on generated bags: no ROS graph.
+
+Bags are written with the rosbags writer from messages serialized by rclpy (the bytes a live recorder
+stores); the evaluation itself must not import rclpy (checked in a subprocess).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from sparsevideonav_ros import bags, stack
+from sparsevideonav_ros.policies import registry
+from sparsevideonav_ros.policies.base import Plan
+from sparsevideonav_ros.policies.scripted.policy import ScriptedConfig, ScriptedPolicy
+from sparsevideonav_ros.tools import evaluate
+
+REPO = Path(__file__).resolve().parent.parent
+T0 = 1_700_000_000.0  # stamps of the generated episode (s)
+SPEED = 0.25  # m/s straight ahead
+INSTRUCTION = "walk to the yellow door"
+
+
+def serialize(msg) -> bytes:
+    from rclpy.serialization import serialize_message
+    return serialize_message(msg)
+
+
+def write_episode_bag(folder: Path, seconds: float = 4.0, fps: float = 15.0, storage: str = "mcap",
+                      with_instruction: bool = True) -> Path:
+    """A bag like a recording: JPEG frames + camera_info (15 FPS), odometry (50 Hz) of a robot driving
+    straight at SPEED, the instruction once; bag times are receive times a few ms after the stamps."""
+    from nav_msgs.msg import Odometry
+    from std_msgs.msg import Header, String
+
+    from sparsevideonav_ros.nodes import common, convert
+    from sparsevideonav_ros.sources.synthetic import SyntheticSource
+
+    source = SyntheticSource(320, 240, fps)
+    source.open()
+    records = []  # (bag time ns, topic, type, bytes)
+    for i in range(int(seconds * fps)):
+        stamp = T0 + i / fps
+        header = Header(stamp=common.seconds_to_stamp(stamp), frame_id="camera_link")
+        recv = int((stamp + 0.004) * 1e9)
+        records.append((recv, "/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage",
+                        serialize(convert.compressed_msg_from_rgb(source.render(i), 85, header))))
+        records.append((recv + 1000, "/camera/camera_info", "sensor_msgs/msg/CameraInfo",
+                        serialize(convert.camera_info_msg(320, 240, np.radians(90.0), header))))
+    for i in range(int(seconds * 50) + 10):
+        stamp = T0 - 0.1 + i / 50
+        odom = Odometry(header=Header(stamp=common.seconds_to_stamp(stamp), frame_id="odom"), child_frame_id="base_link")
+        odom.pose.pose.position.x = SPEED * max(0.0, stamp - T0)
+        odom.pose.pose.orientation.w = 1.0
+        odom.twist.twist.linear.x = SPEED
+        records.append((int((stamp + 0.001) * 1e9), "/odom", "nav_msgs/msg/Odometry", serialize(odom)))
+    if with_instruction:
+        records.append((int((T0 - 0.05) * 1e9), "/instruction", "std_msgs/msg/String",
+                        serialize(String(data=INSTRUCTION))))
+    writer = bags.open_writer(folder, storage)
+    connections = {}
+    for recv, topic, msg_type, data in sorted(records, key=lambda r: r[0]):
+        if topic not in connections:
+            connections[topic] = bags.add_connection(writer, topic, msg_type)
+        writer.write(connections[topic], recv, data)
+    writer.close()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def episode_bag(tmp_path_factory) -> Path:
+    return write_episode_bag(tmp_path_factory.mktemp("bags") / "episode")
+
+
+class PreviewPolicy(ScriptedPolicy):
+    """Test policy: plans 1 m ahead from every frame (no odometry needed) and 'imagines' the frame
+    mirrored and shrunk as its preview, so the evaluation has a preview to draw."""
+
+    name = "test_preview"
+
+    def observe(self, observation) -> None:
+        self._latest = observation
+
+    def plan(self) -> Plan:
+        rgb = self._latest.rgb
+        preview = np.ascontiguousarray(cv2.resize(rgb[:, ::-1], (rgb.shape[1] // 4, rgb.shape[0] // 4)))
+        return Plan(stamp=self._latest.stamp, waypoints=np.array([[1.0, 0.2, 0.0]]), preview=preview,
+                    timings_s={"imagine": 0.001})
+
+
+@pytest.fixture
+def preview_policy(monkeypatch):
+    monkeypatch.setitem(registry.POLICIES, "test_preview", f"{__name__}:PreviewPolicy")
+    return "test_preview"
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+# =============================================================================================
+
+def test_evaluation_of_a_generated_bag_writes_the_report_without_rclpy(episode_bag, tmp_path):
+    out = tmp_path / "report"
+    code = ("import sys; from sparsevideonav_ros.tools import evaluate; "
+            f"rc = evaluate.main([{str(episode_bag)!r}, '--policy', 'scripted', '-p', 'waypoints=[2.0, 0.0, 0.0]', "
+            f"'--out', {str(out)!r}]); "
+            "assert 'rclpy' not in sys.modules, 'evaluation imported rclpy'; sys.exit(rc)")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "step latency ms: p50" in result.stdout and f"report: {out.resolve()}" in result.stdout
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kind"] == "bag" and summary["policy"] == "scripted"
+    assert summary["frames_in_input"] == 60
+    assert 15 <= summary["steps"] <= 17  # 4 s at 4 FPS
+    assert summary["states"] == {"ok": summary["steps"]} and summary["errors"] == 0
+    assert summary["instruction"] == INSTRUCTION and summary["instruction_source"] == "bag instruction topic"
+    assert summary["camera_intrinsics"] == "camera_info"
+    assert summary["versus_recorded"] == {"recorded_plans": 0}
+    assert summary["topics"]["frame"] == "/camera/image_raw/compressed" and summary["topics"]["odom"] == "/odom"
+
+    steps = json.loads((out / "steps.json").read_text())
+    stamps = np.array([s["stamp"] for s in steps])
+    assert np.allclose(np.diff(stamps), 0.25, atol=1 / 15 + 1e-6)  # the 4 FPS grid over 15 FPS frames
+    for step in steps:  # the route's end (2, 0) seen from the robot at the frame: odometry reached the policy
+        assert step["waypoints"][0][0] == pytest.approx(2.0 - SPEED * (step["stamp"] - T0), abs=0.01)
+        assert step["waypoints"][0][1] == pytest.approx(0.0, abs=1e-9)
+
+    latency = json.loads((out / "latency.json").read_text())
+    assert latency["compute_ms"]["count"] == len(steps) == len(latency["per_step"])
+    assert 0 < latency["compute_ms"]["p50"] <= latency["compute_ms"]["p95"] <= latency["compute_ms"]["max"]
+    for name in ("plans.png", "latency.png"):
+        image = cv2.imread(str(out / name))
+        assert image is not None and image.shape[0] > 300, name
+    frames = read_video(out / "overlay.mp4")
+    assert len(frames) == len(steps) == summary["video_frames"]
+    assert frames[0].shape == (240, 320, 3)  # no preview: just the frame
+
+
+def test_overlay_draws_the_plan_and_the_preview_beside_the_frame(episode_bag, tmp_path, preview_policy):
+    summary = evaluate.evaluate(episode_bag, preview_policy, tmp_path / "report")
+    assert summary["previews"] == summary["steps"] > 10
+    assert summary["instruction"] == INSTRUCTION
+    latency = json.loads((tmp_path / "report" / "latency.json").read_text())
+    assert latency["timings_ms"]["imagine"]["p50"] == pytest.approx(1.0)
+    frames = read_video(tmp_path / "report" / "overlay.mp4")
+    assert len(frames) == summary["steps"]
+    # the preview (80x60, a quarter of the frame) is scaled to the frame height: 320 px wide panel
+    assert frames[0].shape == (240, 640, 3)
+    # the plan (1 m ahead, 0.2 m left) is drawn in orange on the frame: project it like the renderer
+    intrinsics = evaluate.Intrinsics.from_fov(320, 240, 90.0)
+    (u, v), = evaluate.project_ground(np.array([[1.0, 0.2, 0.0]]), intrinsics, 0.35)
+    assert 0 < u < 160 and 120 < v < 240  # left of the centre, below the horizon
+    window = frames[3][v - 8:v + 9, u - 8:u + 9].astype(int)  # BGR around the waypoint's circle
+    orange = (window[..., 2] > 170) & (window[..., 1] > 70) & (window[..., 1] < 200) & (window[..., 0] < 100)
+    assert orange.sum() >= 15, orange.sum()
+    sky = frames[3][5:40, 200:300].astype(int)
+    assert not ((sky[..., 2] > 170) & (sky[..., 0] < 100)).any()  # and nowhere it should not be
+    # the panel shows the preview, the mirrored frame (away from the drawings: rows 60..140)
+    panel, frame = frames[3][60:140, 320:].astype(int), frames[3][60:140, :320].astype(int)
+    assert np.abs(panel[:, 200:300] - frame[:, 19:119][:, ::-1]).mean() < 25
+    assert np.abs(panel[:, 200:300] - frame[:, 200:300]).mean() > np.abs(panel[:, 200:300] - frame[:, 19:119][:, ::-1]).mean()
+
+
+def test_video_input_with_an_instruction(tmp_path, preview_policy):
+    from sparsevideonav_ros.sources.file import write_video
+    from sparsevideonav_ros.sources.synthetic import SyntheticSource
+
+    source = SyntheticSource(160, 120, 10.0)
+    source.open()
+    video = write_video(tmp_path / "walk.mp4", (source.render(i) for i in range(30)), 10.0) and tmp_path / "walk.mp4"
+    out = tmp_path / "report"
+    assert evaluate.main([str(video), "--policy", preview_policy, "--instruction", "go to the door",
+                          "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kind"] == "video" and summary["frames_in_input"] == 30
+    assert summary["steps"] == 12 and summary["instruction"] == "go to the door"
+    assert summary["odometry_messages"] == 0
+    assert len(read_video(out / "overlay.mp4")) == 12
+    # scripted needs odometry, which a video does not have: the report says so and the exit status is 1
+    assert evaluate.main([str(video), "--policy", "scripted", "--out", str(tmp_path / "scripted")]) == 1
+    assert "needs odometry" in json.loads((tmp_path / "scripted" / "summary.json").read_text())["first_error"]
+
+
+def test_sqlite3_bag_and_bag_without_instruction(tmp_path, capsys):
+    bag = write_episode_bag(tmp_path / "db3", seconds=2.0, storage="sqlite3", with_instruction=False)
+    assert list(bag.glob("*.db3"))
+    out = tmp_path / "report"
+    assert evaluate.main([str(bag), "-p", "require_instruction=true", "--out", str(out), "--no-video"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["instruction_source"] == "none"
+    assert summary["states"] == {"waiting_instruction": summary["steps"]}  # nobody told it where to go
+    assert not (out / "overlay.mp4").exists()
+    assert evaluate.main([str(bag), "--instruction", "go", "-p", "require_instruction=true",
+                          "--out", str(tmp_path / "r2"), "--no-video"]) == 0
+    assert json.loads((tmp_path / "r2" / "summary.json").read_text())["states"] == {"ok": summary["steps"]}
+
+
+# -- clear errors ------------------------------------------------------------------------------
+
+def run_main(capsys, *args) -> tuple[int, str]:
+    code = evaluate.main([str(a) for a in args] + ["--no-video"])
+    return code, capsys.readouterr().err
+
+
+def test_truncated_bag_is_a_clear_error(episode_bag, tmp_path, capsys):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(episode_bag, copy)
+    (mcap,) = copy.glob("*.mcap")
+    data = mcap.read_bytes()
+    mcap.write_bytes(data[: len(data) // 2])  # an interrupted copy
+    code, err = run_main(capsys, copy, "--out", tmp_path / "r")
+    assert code == 2 and "truncated" in err and "no footer" in err and mcap.name in err, err
+    # a recorder killed before closing: no metadata.yaml, an MCAP without its footer
+    (copy / "metadata.yaml").unlink()
+    code, err = run_main(capsys, copy, "--out", tmp_path / "r")
+    assert code == 2 and "truncated" in err, err
+    with pytest.raises(bags.BagError, match="truncated"):
+        bags.open_bag(mcap)
+    mcap.write_bytes(b"")
+    code, err = run_main(capsys, mcap, "--out", tmp_path / "r")
+    assert code == 2 and "empty" in err, err
+
+
+def test_foreign_bags_and_files_are_clear_errors(tmp_path, capsys):
+    from std_msgs.msg import String
+
+    chatter = tmp_path / "chatter"
+    writer = bags.open_writer(chatter)
+    connection = bags.add_connection(writer, "/chatter", "std_msgs/msg/String")
+    for i in range(3):
+        writer.write(connection, 1_000 + i, serialize(String(data=f"hello {i}")))
+    writer.close()
+    code, err = run_main(capsys, chatter, "--out", tmp_path / "r")
+    assert code == 2 and "no camera frames" in err and "/chatter (std_msgs/msg/String, 3 messages)" in err, err
+
+    code, err = run_main(capsys, chatter, "--image-topic", "/front/image", "--out", tmp_path / "r")
+    assert code == 2 and "/front/image is not in the bag" in err, err
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a bag")
+    code, err = run_main(capsys, notes, "--out", tmp_path / "r")
+    assert code == 2 and "not a rosbag2 bag" in err, err
+
+    empty = tmp_path / "empty_folder"
+    empty.mkdir()
+    code, err = run_main(capsys, empty, "--out", tmp_path / "r")
+    assert code == 2 and "no metadata.yaml and no .mcap or .db3" in err, err
+
+    garbage = tmp_path / "garbage.mcap"
+    garbage.write_bytes(os.urandom(4096))
+    code, err = run_main(capsys, garbage, "--out", tmp_path / "r")
+    assert code == 2 and "not an MCAP file" in err, err
+
+    ros1 = tmp_path / "old.bag"
+    ros1.write_bytes(b"#ROSBAG V2.0\n")
+    code, err = run_main(capsys, ros1, "--out", tmp_path / "r")
+    assert code == 2 and "ROS 1 bag" in err, err
+
+    code, err = run_main(capsys, tmp_path / "missing", "--out", tmp_path / "r")
+    assert code == 2 and "no such bag or video" in err, err
+
+    code, err = run_main(capsys, chatter, "--policy", "no_such_policy", "--out", tmp_path / "r")
+    assert code == 2 and "scripted" in err, err  # lists the known policies
+    assert not (tmp_path / "r").exists()  # no report for unusable input
+
+
+def test_player_refuses_a_truncated_bag(episode_bag, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(episode_bag, copy)
+    (mcap,) = copy.glob("*.mcap")
+    mcap.write_bytes(mcap.read_bytes()[:5000])
+    env = stack.loopback_environment(int(os.environ["ROS_DOMAIN_ID"]))
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run([sys.executable, "-m", "sparsevideonav_ros.tools.play", str(copy), "--topics", "/odom"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "truncated" in result.stderr, result.stdout + result.stderr
+
+
+# -- the grid alignment and the recorded-plan comparison --------------------------------------
+
+def test_grid_anchor_recovers_the_phase_of_a_sampler_that_started_before_the_bag():
+    from sparsevideonav_ros.core.frame_sampler import FrameSampler
+
+    rng = np.random.default_rng(3)
+    frames = list(np.cumsum(np.full(300, 1 / 15) + rng.normal(0, 0.004, 300)))
+    live = FrameSampler(4.0)
+    picked = [f for f in frames if live.offer(f)]
+    in_bag = frames[5:]  # the recorder missed the frame the live grid started on
+    plans = [p for p in picked if p >= in_bag[0]]
+    anchor, matched = evaluate.grid_anchor(in_bag, plans, 4.0)
+    assert matched == len(plans[:len([p for p in plans if p <= in_bag[:evaluate.ALIGN_FRAMES][-1]])])
+    replayed = FrameSampler(4.0)
+    replayed.offer(anchor)
+    assert [f for f in in_bag if f >= plans[0] and replayed.offer(f)] == plans
+    naive = FrameSampler(4.0)  # starting the grid at the first plan's frame is not enough
+    assert [f for f in in_bag if f >= plans[0] and naive.offer(f)] != plans
+
+
+def test_compare_with_recorded_plans():
+    steps = [evaluate.Step(i, T0 + i * 0.25, "ok", np.array([[1.0, 0.0, 0.0]]), 1.0, {}, "", None) for i in range(4)]
+    recorded = [(T0, np.array([[1.0, 0.0, 0.0]])), (T0 + 0.25, np.array([[1.0, 0.03, 0.1]])),
+                (T0 + 0.5, np.zeros((0, 3))), (T0 + 9.0, np.array([[1.0, 0.0, 0.0]]))]
+    result = evaluate.compare_with_recorded(steps, recorded)
+    assert result["recorded_plans"] == 4 and result["matched_frames"] == 3 and result["same_stop_or_go"] == 2
+    assert result["compared_waypoints"] == 2 and result["within_5cm"] == 2
+    assert result["max_position_difference_m"] == pytest.approx(0.03)
+    assert result["max_yaw_difference_rad"] == pytest.approx(0.1)
