@@ -109,8 +109,17 @@ class SparseVideoNavPolicy(Policy):
             return None
         return torch.Generator(device="cpu").manual_seed(self.config.seed)
 
-    def _plan_now(self, stamp: float) -> Plan:
-        timings: dict[str, float] = {}
+    def imagine(self, timings: Optional[dict[str, float]] = None) -> torch.Tensor:
+        """Generate the sparse future from the current history and reference frames.
+
+        Returns (1, 16, 10, h, w): the 2 reference latents then the 8 future latents. Needs >= 8 frames
+        and an instruction. Also used to build action-head training data (tools/train_action_head).
+        """
+        if self._text is None:
+            raise PolicyError("imagine() needs an instruction")
+        if len(self._pending) < REFERENCE_FRAMES:
+            raise PolicyError(f"imagine() needs {REFERENCE_FRAMES} reference frames, has {len(self._pending)}")
+        timings = {} if timings is None else timings
         clock = time.perf_counter
         text_embeds, text_mask = self._text
         with torch.no_grad():
@@ -130,7 +139,21 @@ class SparseVideoNavPolicy(Policy):
                                            sampler=self.config.sampler, steps=self.config.sampler_steps,
                                            generator=self._generator())
             timings["backbone_s"] = clock() - start
+        return latents
 
+    @property
+    def instruction_embedding(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeds (1, 512, text_dim), mask (1, 512)) of the current instruction."""
+        if self._text is None:
+            raise PolicyError("no instruction set")
+        return self._text
+
+    def _plan_now(self, stamp: float) -> Plan:
+        timings: dict[str, float] = {}
+        clock = time.perf_counter
+        text_embeds, text_mask = self._text
+        latents = self.imagine(timings)
+        with torch.no_grad():
             start = clock()
             future = latents[:, :, REFERENCE_LATENTS:]
             actions = self.models.action_head.sample(future, text_embeds, text_mask,
