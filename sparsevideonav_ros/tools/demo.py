@@ -138,7 +138,9 @@ def run_demo(out_root: Path, duration_s: float, policy: str, instruction: str,
     overrides.write_text("/**/policy_node:\n  ros__parameters:\n    scripted:\n      require_instruction: true\n")
     arguments = {"policy": policy, "camera": "video", "camera_path": str(clip), "params_file": str(overrides)}
     arguments.update(extra_arguments or {})
-    processes = stack.plan_processes("bringup", arguments)
+    if arguments.get("record", "").lower() in ("true", "1", "yes"):
+        arguments.setdefault("record_dir", str(run_dir))  # `make demo ARGS="record:=true"`: the bag in the run folder
+    processes = stack.plan_graph("bringup", arguments)  # + the bag recorder with record:=true
     (run_dir / "graph.json").write_text(json.dumps([p.__dict__ for p in processes], indent=2, default=str))
 
     rclpy.init(args=[])

@@ -106,7 +106,14 @@ def launch_arguments_section() -> list[str]:
             sets = ", ".join(f"{node}.{parameter}" for node, parameter in argument.sets if node in nodes)
             rows.append([code(argument.name), cell(code(argument.default) if argument.default else '`""`'), cell(code(sets) if sets else "—"),
                          cell(argument.description)])
-        lines += ["", f"#### {launch_name}.launch.py", "", f"Starts: {', '.join(nodes)}.", ""]
+        starts = ", ".join(nodes)
+        fixed = stack.FIXED_PARAMETERS.get(launch_name, {})
+        if fixed:
+            starts += " (always " + ", ".join(f"`{node}.{parameter}: {value}`" for node, values in fixed.items()
+                                              for parameter, value in values.items()) + ")"
+        if any(a.name == "bag" for a in stack.launch_arguments_for(launch_name)):
+            starts += "; plays `bag` (`ros2 bag play`; the pip-only runner: tools/play.py) with /clock"
+        lines += ["", f"#### {launch_name}.launch.py", "", f"Starts: {starts}.", ""]
         lines += table(["Argument", "Default", "Sets parameter", "Description"], rows)
     return lines
 
