@@ -1,0 +1,212 @@
+"""Train the SparseVideoNav action head on your own recordings (the authors have not released theirs).
+
+    python -m sparsevideonav_ros.tools.train_action_head BAG [BAG ...] --checkpoint MODEL --out HEAD
+
+Each bag (recorded with `record:=true`: camera/image_raw/compressed, odom, instruction) becomes an
+episode: frames resampled to 4 FPS, the odometry pose at each frame's stamp. Every 4 frames (the
+policy's planning grid) the frozen video model imagines the sparse future exactly as the policy does
+at run time (`SparseVideoNavPolicy.imagine`), and the label is what the robot then did: the 8
+relative motions (dx, dy, dtheta) between the next 8 frames (2 s), from odometry. (The paper instead
+relabels generated frames with Depth Anything 3 poses; odometry is what a robot log has.) A fresh
+action head, normalised by the labels' statistics, is trained with the DDIM denoising loss (AdamW,
+cosine schedule) and saved with save_pretrained; point `sparsevideonav.action_head_dir` at it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+import torch
+
+from sparsevideonav_ros.core import se2
+from sparsevideonav_ros.core.frame_sampler import FrameSampler
+from sparsevideonav_ros.core.pose_history import PoseHistory
+from sparsevideonav_ros.policies.base import Observation
+
+ACTIONS = 8
+PLAN_EVERY = 4
+MIN_FRAMES = 12
+
+
+@dataclass
+class Episode:
+    """A recording at 4 FPS: frames (H, W, 3) uint8, stamps (s), poses (N, 3) in odom, instruction."""
+
+    frames: list
+    stamps: list
+    poses: np.ndarray
+    instruction: str
+    source: str = ""
+
+
+@dataclass
+class Sample:
+    future_latents: torch.Tensor  # (16, 8, h, w) generated sparse future
+    actions: torch.Tensor  # (8, 3) dx m, dy m, dtheta rad per 0.25 s
+    text_embeds: torch.Tensor  # (512, text_dim)
+    text_mask: torch.Tensor  # (512,)
+
+
+def read_bag_episode(path: Path, instruction: str = "", rate_hz: float = 4.0) -> Episode:
+    """Frames at 4 FPS with odometry poses interpolated at their stamps; frames outside odometry are dropped."""
+    from sparsevideonav_ros.tools import evaluate
+
+    episode = evaluate.Episode(kind="bag", path=str(path))
+    sampler, odometry = FrameSampler(rate_hz), PoseHistory(horizon_s=float("inf"))
+    sampled, recorded_instructions = [], []
+    for kind, payload in evaluate.bag_events(Path(path), episode, None, None, start="0"):
+        if kind == "odom":
+            odometry.add(*payload)
+        elif kind == "instruction":
+            recorded_instructions.append(payload[1])
+        elif kind == "frame" and sampler.offer(payload.stamp):
+            sampled.append((payload.stamp, payload.decode()))
+    if not episode.topics.get("odom"):
+        raise ValueError(f"{path}: no odometry topic; action labels come from odometry")
+    text = instruction or (recorded_instructions[-1] if recorded_instructions else "")
+    if not text.strip():
+        raise ValueError(f"{path}: no instruction recorded; pass --instruction")
+    frames, stamps, poses = [], [], []
+    for stamp, rgb in sampled:
+        try:
+            poses.append(odometry.pose_at(stamp))
+        except LookupError:
+            continue
+        frames.append(rgb)
+        stamps.append(stamp)
+    return Episode(frames, stamps, np.asarray(poses, dtype=float).reshape(-1, 3), text, str(path))
+
+
+def action_labels(poses: np.ndarray, index: int) -> np.ndarray:
+    """(8, 3): motion between frames index+k and index+k+1 in the frame of index+k (k = 0..7)."""
+    return np.stack([se2.relative(poses[index + k], poses[index + k + 1]) for k in range(ACTIONS)])
+
+
+def build_samples(policy, episodes: Iterable[Episode]) -> list[Sample]:
+    """Run the frozen video model over each episode as the policy does, one sample per planning step."""
+    samples = []
+    for episode in episodes:
+        policy.reset()
+        policy.set_instruction(episode.instruction)
+        text_embeds, text_mask = (t[0].cpu() for t in policy.instruction_embedding)
+        for index, (stamp, rgb) in enumerate(zip(episode.stamps, episode.frames)):
+            policy.observe(Observation(stamp=stamp, rgb=rgb))
+            seen = index + 1
+            if seen < MIN_FRAMES or seen % PLAN_EVERY or index + ACTIONS >= len(episode.frames):
+                continue
+            future = policy.imagine()[0, :, -ACTIONS:].float().cpu()
+            labels = torch.from_numpy(action_labels(episode.poses, index)).float()
+            samples.append(Sample(future, labels, text_embeds, text_mask))
+    return samples
+
+
+def action_statistics(samples: list[Sample]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    actions = torch.cat([s.actions for s in samples]).double()
+    std = actions.std(dim=0, unbiased=False).clamp(min=1e-3)  # a constant dimension would divide by zero
+    return tuple(actions.mean(dim=0).tolist()), tuple(std.tolist())
+
+
+def train(head, samples: list[Sample], epochs: int = 50, batch_size: int = 8, lr: float = 5e-5,
+          weight_decay: float = 0.01, seed: int = 0, device: str = "cpu", log=print) -> list[float]:
+    """DDIM denoising loss over the samples; returns the mean loss per epoch."""
+    if not samples:
+        raise ValueError("no training samples: episodes need >= 20 frames at 4 FPS (12 to plan + 8 labels)")
+    generator = torch.Generator().manual_seed(seed)
+    head.to(device).train()
+    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * math.ceil(len(samples) / batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+    losses = []
+    for epoch in range(epochs):
+        order = torch.randperm(len(samples), generator=generator).tolist()
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            batch = [samples[i] for i in order[start:start + batch_size]]
+            stack = lambda name: torch.stack([getattr(s, name) for s in batch]).to(device)  # noqa: E731
+            loss = head.training_loss(stack("actions"), stack("future_latents"), stack("text_embeds"),
+                                      stack("text_mask"), generator=generator)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(batch)
+        losses.append(total / len(samples))
+        log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
+    head.eval()
+    return losses
+
+
+def fresh_head_like(head, samples: list[Sample]):
+    """A new head with the architecture of ``head`` and the labels' normalisation."""
+    from sparsevideonav_ros.policies.sparsevideonav.action_head import SparseVideoNavActionHead
+    mean, std = action_statistics(samples)
+    return SparseVideoNavActionHead.from_head_config(dataclasses.replace(head.head_config, action_mean=mean,
+                                                                          action_std=std))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bags", nargs="+", type=Path, help="rosbag2 folders (mcap or sqlite3)")
+    parser.add_argument("--checkpoint", required=True, help="video model: our layout, the release layout or 'tiny'")
+    parser.add_argument("--wan-diffusers-dir", default="", help="release layout: diffusers Wan2.1 folder")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the trained action head")
+    parser.add_argument("--instruction", default="", help="instruction for bags that recorded none")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--seed", type=int, default=0)
+    options = parser.parse_args(argv)
+
+    from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import SparseVideoNavConfig
+    from sparsevideonav_ros.policies.sparsevideonav.models import load_models
+    from sparsevideonav_ros.policies.sparsevideonav.policy import SparseVideoNavPolicy
+
+    config = SparseVideoNavConfig(checkpoint=options.checkpoint, wan_diffusers_dir=options.wan_diffusers_dir,
+                                  device=options.device, dtype=options.dtype, seed=options.seed,
+                                  # the head is what is being trained: any head architecture loads here
+                                  action_head_dir=str(options.out) if (options.out / "config.json").is_file() else "")
+    try:
+        models = load_models(config)
+    except Exception as error:  # the release has no head yet: train the paper-size one
+        if "action head" not in str(error):
+            raise
+        config = dataclasses.replace(config, action_head_dir=_paper_head(Path(tempfile.mkdtemp(prefix="head-"))))
+        models = load_models(config)
+    policy = SparseVideoNavPolicy(config, models=models)
+    episodes = [read_bag_episode(path, options.instruction) for path in options.bags]
+    for episode in episodes:
+        print(f"{episode.source}: {len(episode.frames)} frames at 4 FPS, instruction {episode.instruction!r}")
+    samples = build_samples(policy, episodes)
+    print(f"{len(samples)} samples")
+    head = fresh_head_like(models.action_head, samples)
+    losses = train(head, samples, epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
+                   seed=options.seed, device=options.device)
+    head.save_pretrained(options.out)
+    report = {"bags": [str(p) for p in options.bags], "samples": len(samples), "losses": losses,
+              "action_mean": list(head.head_config.action_mean), "action_std": list(head.head_config.action_std)}
+    (options.out / "training_report.json").write_text(json.dumps(report, indent=2))
+    print(f"action head saved to {options.out.resolve()} (set sparsevideonav.action_head_dir to it)")
+    return 0
+
+
+def _paper_head(folder: Path) -> str:
+    """A paper-size untrained head saved once, so the release layout loads for training."""
+    from sparsevideonav_ros.policies.sparsevideonav.action_head import ActionHeadConfig, SparseVideoNavActionHead
+    if not (folder / "config.json").is_file():
+        SparseVideoNavActionHead.from_head_config(ActionHeadConfig()).save_pretrained(folder)
+    return str(folder)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
