@@ -1,0 +1,183 @@
+"""`janusvln`: JanusVLN (Qwen2.5-VL-7B + VGGT-1B with dual implicit memory) behind the common Policy contract.
+
+Every `plan_every_frames`-th 4 FPS frame is an action step (observe): it is resized once, run through the
+VGGT aggregator against the spatial memory (only the new frame is computed), projected by the merger and,
+with the semantic memory on, encoded once by Qwen's ViT, fused (lambda) and appended to the language model's
+KV cache (initial + sliding windows). plan() then runs only the task text over the memory and decodes
+greedily (at most 24 tokens); the answer becomes one waypoint: a step ahead, a turn in place, or a stop
+(state 'done', held until reset or a new instruction). With the semantic memory off it re-encodes up to 9
+uniformly chosen frames every step, with the current frame's spatial tokens added to each, as the release.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+
+from sparsevideonav_ros.policies.base import Observation, Plan, Policy, PolicyError
+from sparsevideonav_ros.policies.janusvln.actions import action_waypoints, parse_and_warn
+from sparsevideonav_ros.policies.janusvln.configuration_janusvln import JanusVLNConfig
+from sparsevideonav_ros.policies.janusvln.models import JanusVLN, load_janusvln, resolve_checkpoint
+from sparsevideonav_ros.policies.janusvln.semantic import (SemanticMemory, empty_cache, prompt_positions,
+                                                           text_positions)
+from sparsevideonav_ros.policies.janusvln.spatial import SpatialMemory
+from sparsevideonav_ros.policies.janusvln.vision_inputs import FrameInputs
+
+log = logging.getLogger("sparsevideonav_ros.policies.janusvln")
+
+
+def released_history(steps: int, history_frames: int) -> list[int]:
+    """Indices of the frames the release shows at step `steps - 1` (0-based): every frame while there are at
+    most `history_frames` past ones, else history_frames + 1 spread by linspace over 0..current."""
+    current = steps - 1
+    if current <= history_frames:
+        return list(range(steps))
+    return [int(i) for i in np.linspace(0, current, history_frames + 1).astype(int)]
+
+
+class JanusVLNPolicy(Policy):
+    name = "janusvln"
+    config_class = JanusVLNConfig
+
+    def __init__(self, config: JanusVLNConfig, model: Optional[JanusVLN] = None) -> None:
+        super().__init__(config)
+        # Weights load here, once, at node configure time (missing files fail the node's start).
+        self.model = model or load_janusvln(resolve_checkpoint(config.checkpoint), config.device, config.dtype)
+        self.spatial_memory = SpatialMemory(config.initial_window, config.sliding_window)
+        self.semantic_memory = SemanticMemory(config.initial_window, config.sliding_window)
+        self.last_answer = ""
+        self.reset()
+
+    # -- episode state --------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.spatial_memory.reset()
+        self.semantic_memory.reset()
+        self._frames_seen = 0
+        self._steps = 0  # action steps = frames in the memories
+        self._frames: list[FrameInputs] = []  # memory off only: every step's frame (the release keeps them all)
+        self._current_spatial: Optional[torch.Tensor] = None
+        self._latest: Optional[Observation] = None
+        self._step_stamp: Optional[float] = None  # stamp of the newest action step not planned yet
+        self._last_plan: Optional[Plan] = None
+        self._done = False
+        self._timings: dict[str, float] = {}
+
+    def set_instruction(self, text: str) -> None:
+        super().set_instruction(text)
+        self._done = False  # a new instruction continues from where the robot stopped, memories kept
+        self._last_plan = None
+
+    @property
+    def history_length(self) -> int:
+        return self._frames_seen
+
+    @property
+    def steps(self) -> int:
+        return self._steps
+
+    def observe(self, observation: Observation) -> None:
+        self._latest = observation
+        self._frames_seen += 1
+        if self._done or (self._frames_seen - 1) % self.config.plan_every_frames:
+            return
+        with torch.no_grad():
+            self._add_step(observation)
+
+    def _add_step(self, observation: Observation) -> None:
+        clock = time.perf_counter
+        timings: dict[str, float] = {}
+        start = clock()
+        frame = self.model.frame_inputs(observation.rgb)
+        timings["preprocess_s"] = clock() - start
+        start = clock()
+        if self.config.spatial_memory:
+            spatial = self.model.spatial_step(frame, self.spatial_memory)
+        else:
+            self._frames.append(frame)
+            spatial = self.model.spatial_recompute(self._frames)
+        timings["spatial_s"] = clock() - start
+        if self.config.semantic_memory:
+            self._encode_semantic(frame, spatial, timings)
+        else:
+            if self.config.spatial_memory:
+                self._frames.append(frame)
+            self._current_spatial = spatial
+        self._steps += 1
+        self._step_stamp = observation.stamp
+        self._timings = timings
+
+    def _encode_semantic(self, frame: FrameInputs, spatial: torch.Tensor, timings: dict[str, float]) -> None:
+        clock = time.perf_counter
+        memory = self.semantic_memory
+        if not memory.keys:
+            memory.start(self.model.language, self.model.layout.prefix_ids)
+        start = clock()
+        fused = self.model.model.fuse(self.model.visual_tokens([frame]), spatial)
+        timings["vision_s"] = clock() - start
+        start = clock()
+        rows, cols = self.model.merged_grid(frame)
+        memory.add_frame(self.model.language, self._steps, self.model.layout.block_ids(rows * cols),
+                         self.model.layout.image_token_id, fused, rows, cols)
+        timings["llm_frame_s"] = clock() - start
+
+    # -- planning -------------------------------------------------------------------------------
+    def plan(self) -> Plan:
+        if self._latest is None:
+            raise PolicyError("plan() before any observation")
+        stamp = self._latest.stamp
+        if not self.instruction:
+            return Plan.stand_still(stamp, "waiting_instruction")
+        if self._done:
+            return Plan.stand_still(stamp, "done")
+        if self._step_stamp is None:
+            if self._last_plan is not None:
+                return self._last_plan  # planned from an older frame; its stamp anchors it correctly
+            return Plan.stand_still(stamp, "warming_up")  # first frame of the episode skipped by the cadence
+        step_stamp, self._step_stamp = self._step_stamp, None
+        with torch.no_grad():
+            answer, timings = self._decide()
+        self.last_answer = answer
+        parsed = parse_and_warn(answer, log)
+        timings = {**self._timings, **timings}
+        if parsed.action == "STOP":
+            self._done = True
+            self._last_plan = Plan(stamp=step_stamp, waypoints=np.zeros((0, 3)), state="done", timings_s=timings)
+            return self._last_plan
+        waypoints = action_waypoints(parsed.action, self.config.forward_step_m, self.config.turn_angle_deg)
+        self._last_plan = Plan(stamp=step_stamp, waypoints=waypoints, state="ok", timings_s=timings)
+        return self._last_plan
+
+    def _decide(self) -> tuple[str, dict[str, float]]:
+        clock = time.perf_counter
+        timings: dict[str, float] = {}
+        language, layout = self.model.language, self.model.layout
+        start = clock()
+        if self.config.semantic_memory:
+            memory = self.semantic_memory
+            suffix = layout.suffix_ids(self.instruction)
+            cache = memory.cache()
+            hidden = language.forward(language.embed(suffix), text_positions(memory.next_position, len(suffix)), cache)
+            next_position = memory.next_position + len(suffix)
+        else:
+            frames = [self._frames[i] for i in released_history(self._steps, self.config.history_frames)]
+            visual = self.model.visual_tokens(frames)
+            fused = self.model.model.fuse(visual, self._current_spatial)
+            grids = [self.model.merged_grid(f) for f in frames]
+            ids = layout.ids(self.instruction, [r * c for r, c in grids])
+            positions, next_position = prompt_positions(len(layout.prefix_ids), grids,
+                                                        len(ids) - len(layout.prefix_ids) - sum(r * c + 2 for r, c in grids))
+            cache = empty_cache()
+            hidden = language.forward(language.embed_with_images(ids, layout.image_token_id, fused), positions, cache)
+        timings["llm_prompt_s"] = clock() - start
+        start = clock()
+        generated = language.greedy(cache, language.logits(hidden[0, -1]), next_position,
+                                    self.config.max_new_tokens, layout.eos_ids)
+        timings["decode_s"] = clock() - start
+        return layout.decode(generated), timings
+
+    def describe(self) -> dict:
+        return {**super().describe(), "steps": self._steps, "spatial_frames": self.spatial_memory.frame_indices,
+                "semantic_frames": self.semantic_memory.frame_indices}

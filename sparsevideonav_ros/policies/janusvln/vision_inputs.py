@@ -1,0 +1,87 @@
+"""Camera frame -> the two visual inputs of one JanusVLN step.
+
+Facts (shared/reference/janusvln.md, the release's evaluation code and VGGT's loader):
+  * the RGB frame is resized (PIL bicubic) to `width` (644) wide and round(h * width / w / 14) * 14 high
+    (640 x 480 -> 644 x 490), values in [0, 1]; the aggregator gets this image uncropped;
+  * Qwen gets the same image cropped at the bottom/right to whole 2 x 2 patch groups (644 x 476 -> 34 x 46
+    patches -> 391 merged tokens), normalised with the processor's mean/std (CLIP's by default) and cut
+    into (grid_t * rows * cols, 3 * 2 * 14 * 14) patches in Qwen2-VL's order (the still image repeated over
+    the temporal patch of 2). The release runs the processor on the already-sized image; ours does the same
+    arithmetic without its (size-preserving) resize.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class ImageProcessing:
+    """What the checkpoint's preprocessor_config.json says (Qwen2.5-VL defaults) plus the model input width."""
+
+    width: int = 644
+    patch_size: int = 14
+    merge_size: int = 2
+    temporal_patch_size: int = 2
+    image_mean: tuple = CLIP_MEAN
+    image_std: tuple = CLIP_STD
+
+    @classmethod
+    def from_preprocessor_config(cls, values: dict, width: int) -> "ImageProcessing":
+        return cls(width=width, patch_size=int(values.get("patch_size", 14)),
+                   merge_size=int(values.get("merge_size", 2)),
+                   temporal_patch_size=int(values.get("temporal_patch_size", 2)),
+                   image_mean=tuple(float(v) for v in values.get("image_mean", CLIP_MEAN)),
+                   image_std=tuple(float(v) for v in values.get("image_std", CLIP_STD)))
+
+
+def resized_shape(height: int, width: int, target_width: int, patch: int = 14) -> tuple[int, int]:
+    """(height, width) of the model image: `target_width` wide, aspect kept to whole patches (VGGT's rule)."""
+    new_height = round(height * (target_width / width) / patch) * patch
+    if new_height < patch:
+        raise ValueError(f"a {width}x{height} frame is too flat for a {target_width}-pixel-wide model input")
+    return int(new_height), int(target_width)
+
+
+def resize_frame(rgb: np.ndarray, target_width: int, patch: int = 14) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H', W') float32 in [0, 1], PIL bicubic as in the release."""
+    from PIL import Image
+
+    height, width = resized_shape(rgb.shape[0], rgb.shape[1], target_width, patch)
+    image = Image.fromarray(np.ascontiguousarray(rgb)).resize((width, height), Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+def qwen_patches(image: torch.Tensor, processing: ImageProcessing) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, H, W) in [0, 1] -> pixel_values (rows*cols, 3*T*P*P) float32 and grid_thw (1, 3), after the crop
+    to whole merge groups."""
+    p, m, t = processing.patch_size, processing.merge_size, processing.temporal_patch_size
+    rows, cols = image.shape[1] // p // m * m, image.shape[2] // p // m * m
+    if rows == 0 or cols == 0:
+        raise ValueError(f"image {tuple(image.shape)} is smaller than one {m}x{m} group of {p}-pixel patches")
+    x = image[:, :rows * p, :cols * p].float()
+    mean = torch.tensor(processing.image_mean).view(3, 1, 1)
+    std = torch.tensor(processing.image_std).view(3, 1, 1)
+    x = ((x - mean) / std).unsqueeze(0).repeat(t, 1, 1, 1)  # (T, C, H, W)
+    x = x.reshape(1, t, 3, rows // m, m, p, cols // m, m, p).permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return x.reshape(rows * cols, 3 * t * p * p), torch.tensor([[1, rows, cols]])
+
+
+@dataclass
+class FrameInputs:
+    """One preprocessed frame: the aggregator image and Qwen's patches."""
+
+    vggt_image: torch.Tensor  # (3, H, W) in [0, 1]
+    pixel_values: torch.Tensor  # (rows*cols, 3*T*P*P)
+    grid_thw: torch.Tensor  # (1, 3)
+
+    @classmethod
+    def from_rgb(cls, rgb: np.ndarray, processing: ImageProcessing) -> "FrameInputs":
+        image = resize_frame(rgb, processing.width, processing.patch_size)
+        pixels, grid = qwen_patches(image, processing)
+        return cls(image, pixels, grid)
