@@ -8,6 +8,7 @@ bags from `ros2 bag record` read here.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
@@ -202,52 +203,76 @@ def stamp_seconds(stamp: Any) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
-def aligned_start_ns(reader: Reader, path_topic: str, frame_topic: str, rate_hz: float = 4.0,
-                     candidates: int = 24, horizon_frames: int = 400) -> Optional[int]:
-    """Bag time (ns) of the recorded plan frame to start a replay at, or None (no plans or frames).
+@dataclass(frozen=True)
+class RecordedGrid:
+    """Where the recorded policy's 4 FPS sampling grid was: replays and evaluations start there."""
 
-    policy_node's 4 FPS grid starts at the first frame it gets, which the recorder may have missed
-    (discovery races). Among the first ``candidates`` plan frames in the bag, this picks the earliest
-    one from which a fresh grid samples the recorded plan frames that follow (within
-    ``horizon_frames``) with the fewest misses: the replayed policy then plans from the same frames.
+    start_ns: int  # bag time of the frame the first recorded plan was made from
+    start_stamp: float  # that frame's stamp (s)
+    anchor_stamp: float  # FrameSampler.anchor_at this to pick the recorded plans' frames
+    matched: int  # recorded plan frames the anchored grid picks (of those within ALIGN_FRAMES frames)
+    plans: int  # recorded plan frames within ALIGN_FRAMES frames
+    offset_s: float  # start_ns in seconds into the bag, whole microseconds rounded down
+
+
+ALIGN_FRAMES = 400  # frames (from the first plan's) used to find the grid: ~25 s at 15 FPS
+
+
+def recorded_grid(reader: Reader, path_topic: str, frame_topic: str, rate_hz: float = 4.0) -> Optional[RecordedGrid]:
+    """The recorded policy's sampling grid, from the stamps of its plans (None: no plans or frames).
+
+    policy_node's grid starts at the first frame it got, which the recorder may have missed (discovery
+    races); the plans' stamps say which frames it picked, and core.frame_sampler.infer_grid_anchor
+    where a grid that picks them lies.
     """
-    from sparsevideonav_ros.core.frame_sampler import FrameSampler
+    from sparsevideonav_ros.core.frame_sampler import infer_grid_anchor
 
     paths = [c for c in reader.connections if c.topic == path_topic]
     frame_connections = [c for c in reader.connections if c.topic == frame_topic]
     if not paths or not frame_connections:
         return None
-    planned = sorted({round(stamp_seconds(decode(d, c.msgtype, path_topic).header.stamp), 6)
-                      for c, _, d in messages(reader, paths)})
+    planned = sorted({stamp_seconds(decode(d, c.msgtype, path_topic).header.stamp) for c, _, d in messages(reader, paths)})
     if not planned:
         return None
-    frames: list[tuple[float, int]] = []  # (stamp rounded to us, bag ns), from the first plan's frame on
+    frames: list[tuple[float, int]] = []  # (stamp, bag ns) from the first plan's frame on
     for connection, bag_ns, data in messages(reader, frame_connections):
-        stamp = round(stamp_seconds(decode(data, connection.msgtype, frame_topic).header.stamp), 6)
-        if stamp >= planned[0]:
+        stamp = stamp_seconds(decode(data, connection.msgtype, frame_topic).header.stamp)
+        if stamp >= planned[0] - 5e-7:
             frames.append((stamp, bag_ns))
-            if len(frames) >= horizon_frames:
+            if len(frames) >= ALIGN_FRAMES:
                 break
     if not frames:
         return None
-    planned_set = set(planned)
-    window_end = frames[-1][0]
-    best: Optional[tuple[int, int]] = None  # (misses, bag ns)
-    for start_stamp, start_ns in [f for f in frames if f[0] in planned_set][:candidates]:
-        sampler = FrameSampler(rate_hz)
-        picks = {stamp for stamp, _ in frames if stamp >= start_stamp and sampler.offer(stamp)}
-        misses = sum(1 for p in planned if start_stamp <= p <= window_end and p not in picks)
-        if best is None or misses < best[0]:
-            best = (misses, start_ns)
-    return None if best is None else best[1]
+    anchor, matched = infer_grid_anchor([f[0] for f in frames], planned, rate_hz)
+    in_window = sum(1 for p in planned if p <= frames[-1][0] + 5e-7)
+    return RecordedGrid(start_ns=frames[0][1], start_stamp=frames[0][0], anchor_stamp=anchor, matched=matched,
+                        plans=in_window, offset_s=offset_s(reader.start_time, frames[0][1]))
 
 
-def aligned_start_offset_s(path: str | Path, path_topic: str, frame_topic: str) -> float:
-    """Seconds from the bag's start to aligned_start_ns (0.0 without recorded plans)."""
+def recorded_grid_of(path: str | Path, path_topic: str, frame_topic: str) -> Optional[RecordedGrid]:
     reader = open_bag(path)
     try:
-        frame_ns = aligned_start_ns(reader, path_topic, frame_topic)
-        # whole microseconds, rounded down: the offset never passes the frame itself
-        return 0.0 if frame_ns is None else max(0, frame_ns - reader.start_time) // 1000 / 1e6
+        return recorded_grid(reader, path_topic, frame_topic)
+    finally:
+        reader.close()
+
+
+def offset_s(reader_start_ns: int, bag_ns: int) -> float:
+    """Seconds into a bag, in whole microseconds rounded down (an offset never passes its message)."""
+    return max(0, bag_ns - reader_start_ns) // 1000 / 1e6
+
+
+def last_text_before(path: str | Path, topic: str, offset_s: float) -> str:
+    """The last std_msgs/String on ``topic`` recorded before ``offset_s`` into the bag ('' if none)."""
+    reader = open_bag(path)
+    try:
+        connections = [c for c in reader.connections if c.topic == topic and c.msgtype == "std_msgs/msg/String"]
+        end_ns = reader.start_time + int(round(offset_s * 1e9))
+        text = ""
+        for connection, bag_ns, data in messages(reader, connections):
+            if bag_ns >= end_ns:
+                break
+            text = decode(data, connection.msgtype, topic).data
+        return text
     finally:
         reader.close()

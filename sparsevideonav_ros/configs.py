@@ -157,11 +157,14 @@ class PolicyNodeConfig:
     plan_frame: str = param("base_link", "frame_id of published paths (robot body at the frame's stamp).")
     max_pending_frames: int = param(64, "4 FPS frames queued for a busy policy before the oldest are dropped.")
     status_rate_hz: float = param(2.0, "Rate of policy/status diagnostics.")
+    history_grid_anchor_s: float = param(0.0, "Stamp (s) the 4 FPS sampling grid starts from; 0 = the first frame "
+                                              "received. Replays set it to the recorded grid, so the replayed policy "
+                                              "samples the frames the recorded one did.")
 
     def __post_init__(self) -> None:
         check_choices(self)
         _positive(self, "history_rate_hz", "max_pending_frames", "status_rate_hz")
-        _non_negative(self, "expected_width", "expected_height")
+        _non_negative(self, "expected_width", "expected_height", "history_grid_anchor_s")
         if not self.policy.strip():
             raise ConfigError("parameter 'policy' is empty; give a registered policy name")
 

@@ -176,9 +176,9 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {a.name: a for a in (
     LaunchArgument("replay_rate", "1.0", "Playback speed factor (1.0 = as recorded).", only_in=("replay",)),
     LaunchArgument("replay_delay", "3.0", "Seconds before playback starts (nodes start, the policy loads); "
                    "raise it for slow-loading policies.", only_in=("replay",)),
-    LaunchArgument("replay_start", "aligned", "Where playback starts: aligned = at a frame the recorded policy "
-                   "planned from, chosen so the replayed policy samples the same 4 FPS frames; or seconds into "
-                   "the bag.", only_in=("replay",)),
+    LaunchArgument("replay_start", "aligned", "Where playback starts: aligned = at the frame of the first recorded "
+                   "plan, with the replayed policy's 4 FPS grid where the recorded one was (it samples the same "
+                   "frames); or seconds into the bag.", only_in=("replay",)),
 )}
 
 # Which nodes each launch file starts.
@@ -288,6 +288,13 @@ def plan_processes(launch_name: str, arguments: Optional[dict[str, str]] = None,
     """The processes a launch file starts for the given launch arguments (strings, as typed)."""
     values = resolve_arguments(launch_name, arguments)
     share = share or share_dir()
+    replay_parameters: dict[str, object] = {}
+    if "bag" in values:
+        start_s, anchor, instruction = _replay_alignment(launch_name, arguments)
+        if anchor is not None:  # the replayed policy samples the frames the recorded one sampled
+            replay_parameters["history_grid_anchor_s"] = anchor
+        if not values["instruction"].strip() and instruction:
+            values["instruction"] = instruction
     use_sim_time = _parse_bool(values["use_sim_time"], "use_sim_time")
     extra = values["params_file"]
     if extra and not Path(extra).is_file():
@@ -304,6 +311,8 @@ def plan_processes(launch_name: str, arguments: Optional[dict[str, str]] = None,
                 if target_node == node_name and argument.name in values and values[argument.name] != "":
                     parameters[parameter] = values[argument.name]
         parameters.update(FIXED_PARAMETERS.get(launch_name, {}).get(node_name, {}))
+        if node_name == "policy_node":
+            parameters.update(replay_parameters)
         processes.append(ProcessSpec(node=node_name, module=spec.module, executable=spec.executable,
                                      namespace=normalise_namespace(values["namespace"]),
                                      params_files=params_files, parameters=parameters,
@@ -446,16 +455,38 @@ def plan_playback(launch_name: str, arguments: Optional[dict[str, str]] = None) 
     bag = Path(values["bag"]).expanduser()
     if not bag.exists():
         raise FileNotFoundError(f"bag:={values['bag']} does not exist")
-    if values["replay_start"].strip() == "aligned":
-        from sparsevideonav_ros import bags  # rosbags: a pip requirement, read only for replays
-        start = bags.aligned_start_offset_s(bag, resolve_topic(values["namespace"], "policy/path"),
-                                            resolve_topic(values["namespace"], "camera/image_raw/compressed"))
-    else:
-        start = _parse_float(values["replay_start"], "replay_start", 0.0, strict=False)
+    start, _, _ = _replay_alignment(launch_name, arguments)
     return PlaybackSpec(bag=str(bag.resolve()), topics=tuple(resolve_topic(values["namespace"], t) for t in REPLAYED_TOPICS),
                         rate=_parse_float(values["replay_rate"], "replay_rate", 0.0, strict=True),
                         delay_s=_parse_float(values["replay_delay"], "replay_delay", 0.0, strict=False),
                         start_offset_s=start)
+
+
+def _replay_alignment(launch_name: str, arguments: Optional[dict[str, str]]) -> tuple[float, Optional[float], str]:
+    """(start offset s, grid anchor stamp or None, instruction in effect at the start) of a replay.
+
+    replay_start:=aligned starts at the frame of the first recorded plan and anchors the replayed policy's
+    4 FPS grid where the recorded one was (policy_node history_grid_anchor_s), so it samples the very
+    frames the recorded policy did. A player skips what precedes its start, so the last instruction
+    recorded before it becomes the policy's initial instruction.
+    """
+    values = resolve_arguments(launch_name, arguments)
+    if not values["bag"].strip():
+        raise ValueError(f"{launch_name} needs bag:=<rosbag2 folder or .mcap file>")
+    bag = Path(values["bag"]).expanduser()
+    if not bag.exists():
+        raise FileNotFoundError(f"bag:={values['bag']} does not exist")
+    from sparsevideonav_ros import bags  # rosbags: a pip requirement, read only for replays
+    namespace = values["namespace"]
+    anchor = None
+    if values["replay_start"].strip() == "aligned":
+        grid = bags.recorded_grid_of(bag, resolve_topic(namespace, "policy/path"),
+                                     resolve_topic(namespace, "camera/image_raw/compressed"))
+        start, anchor = (grid.offset_s, grid.anchor_stamp) if grid else (0.0, None)
+    else:
+        start = _parse_float(values["replay_start"], "replay_start", 0.0, strict=False)
+    instruction = bags.last_text_before(bag, resolve_topic(namespace, "instruction"), start) if start > 0 else ""
+    return start, anchor, instruction
 
 
 def plan_graph(launch_name: str, arguments: Optional[dict[str, str]] = None, share: Optional[Path] = None,

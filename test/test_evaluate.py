@@ -297,22 +297,69 @@ def test_player_refuses_a_truncated_bag(episode_bag, tmp_path):
 
 # -- the grid alignment and the recorded-plan comparison --------------------------------------
 
-def test_grid_anchor_recovers_the_phase_of_a_sampler_that_started_before_the_bag():
-    from sparsevideonav_ros.core.frame_sampler import FrameSampler
+def jittery_camera(seed: int, count: int = 300, jitter_s: float = 0.004) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return [round(T0 + t, 6) for t in np.cumsum(np.full(count, 1 / 15) + rng.normal(0, jitter_s, count))]
 
-    rng = np.random.default_rng(3)
-    frames = list(np.cumsum(np.full(300, 1 / 15) + rng.normal(0, 0.004, 300)))
+
+@pytest.mark.parametrize("seed", [3, 7, 13])
+def test_infer_grid_anchor_recovers_a_grid_that_started_before_the_recording(seed):
+    from sparsevideonav_ros.core.frame_sampler import FrameSampler, infer_grid_anchor
+
+    frames = jittery_camera(seed)
     live = FrameSampler(4.0)
     picked = [f for f in frames if live.offer(f)]
     in_bag = frames[5:]  # the recorder missed the frame the live grid started on
     plans = [p for p in picked if p >= in_bag[0]]
-    anchor, matched = evaluate.grid_anchor(in_bag, plans, 4.0)
-    assert matched == len(plans[:len([p for p in plans if p <= in_bag[:evaluate.ALIGN_FRAMES][-1]])])
+    anchor, matched = infer_grid_anchor(in_bag, plans, 4.0)
+    assert matched == len(plans)
     replayed = FrameSampler(4.0)
-    replayed.offer(anchor)
+    replayed.anchor_at(anchor)
     assert [f for f in in_bag if f >= plans[0] and replayed.offer(f)] == plans
-    naive = FrameSampler(4.0)  # starting the grid at the first plan's frame is not enough
+    assert replayed.accepted == len(plans)  # the anchor is no frame
+    naive = FrameSampler(4.0)  # a grid that starts at the first plan's frame picks other frames
     assert [f for f in in_bag if f >= plans[0] and naive.offer(f)] != plans
+
+
+def test_recorded_grid_of_a_bag_whose_recorder_missed_the_first_frames(tmp_path):
+    """bags.recorded_grid: the frame of the first recorded plan and the grid anchor that replays and
+    evaluations use; a sampler anchored there picks every recorded plan frame."""
+    from nav_msgs.msg import Path as PathMsg
+    from sensor_msgs.msg import CompressedImage
+
+    from sparsevideonav_ros.core.frame_sampler import FrameSampler
+    from sparsevideonav_ros.nodes import common
+
+    stamps = jittery_camera(11, count=150, jitter_s=0.003)
+    live = FrameSampler(4.0)
+    planned = [s for s in stamps if live.offer(s)]
+    recorded_frames = stamps[4:]  # the recorder's subscription matched a little later than the policy's
+    writer = bags.open_writer(tmp_path / "bag")
+    frames = bags.add_connection(writer, "/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage")
+    paths = bags.add_connection(writer, "/policy/path", "nav_msgs/msg/Path")
+    records = []
+    for stamp in recorded_frames:
+        msg = CompressedImage(format="jpeg")
+        msg.header.stamp = common.seconds_to_stamp(stamp)
+        records.append((int(round((stamp + 0.003) * 1e9)), frames, serialize(msg)))
+    in_bag = [p for p in planned if p >= recorded_frames[0]]
+    for stamp in in_bag:
+        msg = PathMsg()
+        msg.header.stamp = common.seconds_to_stamp(stamp)
+        records.append((int(round((stamp + 0.01) * 1e9)), paths, serialize(msg)))
+    for bag_ns, connection, data in sorted(records, key=lambda r: r[0]):
+        writer.write(connection, bag_ns, data)
+    writer.close()
+
+    grid = bags.recorded_grid_of(tmp_path / "bag", "/policy/path", "/camera/image_raw/compressed")
+    assert grid.start_stamp == pytest.approx(in_bag[0], abs=1e-6)
+    assert grid.start_ns == int(round((in_bag[0] + 0.003) * 1e9))
+    assert grid.offset_s == (grid.start_ns - int(round((recorded_frames[0] + 0.003) * 1e9))) // 1000 / 1e6
+    assert grid.matched == grid.plans == len(in_bag)
+    replayed = FrameSampler(4.0)
+    replayed.anchor_at(grid.anchor_stamp)
+    assert [s for s in recorded_frames if s >= in_bag[0] - 1e-6 and replayed.offer(s)] == in_bag
+    assert bags.recorded_grid_of(tmp_path / "bag", "/other/policy/path", "/camera/image_raw/compressed") is None
 
 
 def test_compare_with_recorded_plans():

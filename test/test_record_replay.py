@@ -139,16 +139,22 @@ def test_recording_is_a_readable_bag_with_the_curated_topics(recording):
 
     live = recording.record
     frames, plans = topics["/camera/image_raw/compressed"], topics["/policy/path"]
-    # everything the in-process monitor saw is in the bag (both subscribe the stack QoS; discovery may
-    # let either miss a few messages at the start)
+    # everything the in-process monitor saw is in the bag (both subscribe with the stack QoS), except
+    # what came before the recorder was discovered: a process that starts with the graph is a little late
     bag_frames = {evaluate.stamp_key(common.stamp_to_seconds(m.header.stamp)) for _, m in frames}
     live_frames = {evaluate.stamp_key(stamp) for _, stamp, _ in live.frames}
-    assert len(live_frames - bag_frames) <= 3, len(live_frames - bag_frames)
+    assert min(bag_frames) - min(live_frames) < 1.5e6  # us
+    assert len({f for f in live_frames if f >= min(bag_frames)} - bag_frames) <= 2
     bag_plans = {evaluate.stamp_key(common.stamp_to_seconds(m.header.stamp)) for _, m in plans}
     assert len({evaluate.stamp_key(p[1]) for p in live.plans} - bag_plans) <= 1
     # ... and about everything the policy node got and did (its final status counts)
     status = common_status(topics["/policy/status"][-1][1])
-    assert len(frames) >= 0.9 * int(status["frames_in"]) and len(plans) >= 0.9 * int(status["plans"]), status
+    assert len(frames) >= 0.9 * int(status["frames_in"]), status
+    # every plan made after the instruction (the drive) is in the bag; a few stand-still plans made while
+    # the recorder was still being discovered may not be
+    instructed = topics["/instruction"][0][0]
+    driving = [p for p in live.plans if p[0] > instructed + 0.5]
+    assert len(driving) > 5 and all(evaluate.stamp_key(p[1]) in bag_plans for p in driving)
     assert len(frames) > 40 and len(topics["/camera/camera_info"]) == pytest.approx(len(frames), abs=3)
     assert len(plans) > 10
     assert len(topics["/odom"]) >= len(live.odom) - 10 and len(topics["/odom"]) > 100
@@ -183,8 +189,15 @@ def test_replay_through_the_scripted_policy_reproduces_the_recorded_plans(record
     recorded_plans = [(common.stamp_to_seconds(m.header.stamp), path_waypoints(m)) for _, m in recorded["/policy/path"]]
     recorded_odom = [(common.stamp_to_seconds(m.header.stamp), odom_pose(m)) for _, m in recorded["/odom"]]
     graph = stack.plan_graph("replay", {"bag": str(recording.bag), "params_file": recording.params_file,
-                                        "replay_delay": "2.0"})
-    assert graph[-1].start_offset_s > 0  # the frame the live policy started on, not the bag's first one
+                                        "replay_delay": "2.0", "record": "true", "record_dir": str(tmp_path / "bags")})
+    # aligned: playback starts at the frame of the first recorded plan, and the replayed policy's 4 FPS
+    # grid is anchored where the live one was (the recorder may have missed the frame it started on)
+    grid = bags.recorded_grid_of(recording.bag, "/policy/path", "/camera/image_raw/compressed")
+    assert graph[-1].start_offset_s == grid.offset_s and grid.matched == grid.plans
+    (policy,) = [p for p in graph if getattr(p, "node", "") == "policy_node"]
+    assert policy.parameters["history_grid_anchor_s"] == grid.anchor_stamp
+    recorded_plans = [(stamp, w) for stamp, w in recorded_plans if stamp >= grid.start_stamp - 1e-6]
+    assert graph[0].use_sim_time  # the replay is recorded too, on the bag's clock
     monitor = GraphMonitor("replay_monitor")
     runner = GraphRunner(graph, env=env(), log_dir=tmp_path / "logs")
     try:
@@ -205,12 +218,13 @@ def test_replay_through_the_scripted_policy_reproduces_the_recorded_plans(record
     recorded_keys = [evaluate.stamp_key(s) for s, _ in recorded_plans]
     replay_keys = {evaluate.stamp_key(s) for s, _ in replay_plans}
     common_keys = [k for k in recorded_keys if k in replay_keys]
-    assert len(common_keys) >= 0.9 * len(recorded_keys), (len(common_keys), len(recorded_keys))
+    assert len(common_keys) >= len(recorded_keys) - 1, (len(common_keys), len(recorded_keys))
     # ... with the same decisions: wait for the instruction, drive, done (stop/go agrees)
     recorded_go = {evaluate.stamp_key(s): len(w) > 0 for s, w in recorded_plans}
     replay_go = {evaluate.stamp_key(s): len(w) > 0 for s, w in replay_plans}
     agree = sum(recorded_go[k] == replay_go[k] for k in common_keys)
-    assert agree >= 0.9 * len(common_keys), (agree, len(common_keys))
+    # (closed loop: the sim robot may reach the last waypoint a frame earlier or later than the robot did)
+    assert agree >= len(common_keys) - 2, (agree, len(common_keys))
     assert sum(recorded_go.values()) > 5
     # ... towards the same route waypoints (in the odom frame); the sim robot drives the route again
     recorded_targets = anchored_targets(recorded_plans, recorded_odom)
@@ -225,6 +239,13 @@ def test_replay_through_the_scripted_policy_reproduces_the_recorded_plans(record
     final = replay_odom[-1][1]
     assert np.linalg.norm(final[:2] - recorded_odom[-1][1][:2]) < 0.1
     assert abs(se2.wrap_angle(final[2] - recorded_odom[-1][1][2])) < 0.2
+    # the replay's own recording: bag times on the replayed clock, the replayed plans in it
+    (rerecorded,) = (tmp_path / "bags").iterdir()
+    again = read_bag(rerecorded)
+    times = [t for messages in again.values() for t, _ in messages]
+    assert start - 3.0 <= min(times) and max(times) <= end + 1.0
+    assert len(again["/policy/path"]) >= 0.9 * len(replay_plans)
+    assert [m.data for _, m in again["/instruction"]] == [INSTRUCTION]
 
 
 def test_offline_evaluation_of_the_recording_reproduces_its_plans(recording, tmp_path):
@@ -245,9 +266,11 @@ def test_offline_evaluation_of_the_recording_reproduces_its_plans(recording, tmp
 
 
 def test_recorder_closes_the_bag_on_sigint_and_a_killed_one_is_reported(ros_context, tmp_path):
-    node = GraphMonitor("recorder_feeder")
+    from rclpy.node import Node
+    node = Node("recorder_feeder")  # publishes only: the recorders are the only subscribers
     odom_pub = node.create_publisher(Odometry, "odom", common.topic_qos("odom"))
-    node.send_instruction("latched before the recorder starts")
+    instruction_pub = node.create_publisher(String, "instruction", common.topic_qos("instruction"))
+    instruction_pub.publish(String(data="latched before the recorder starts"))
     command = [sys.executable, "-m", "sparsevideonav_ros.tools.record", "--output"]
     child_env = dict(env(), PYTHONPATH=str(REPO))
     closed = subprocess.Popen(command + [str(tmp_path / "closed"), "/odom", "/instruction"], env=child_env,
@@ -257,6 +280,7 @@ def test_recorder_closes_the_bag_on_sigint_and_a_killed_one_is_reported(ros_cont
     try:
         assert wait_until(lambda: (tmp_path / "closed").exists() and (tmp_path / "killed").exists()
                           and odom_pub.get_subscription_count() >= 2, 30, node)
+        spin_for(node, 0.5)  # matched on our side; give the recorders' side of the discovery a moment too
         for i in range(40):
             odom = Odometry()
             odom.header.stamp = common.seconds_to_stamp(1000.0 + i * 0.02)
@@ -284,3 +308,61 @@ def test_recorder_closes_the_bag_on_sigint_and_a_killed_one_is_reported(ros_cont
     assert not (tmp_path / "killed" / "metadata.yaml").exists()
     with pytest.raises(bags.BagError, match="truncated|empty"):
         bags.open_bag(tmp_path / "killed")
+
+
+def test_player_keeps_the_recorded_timing_and_publishes_the_clock(ros_context, tmp_path):
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import CompressedImage
+
+    from test_evaluate import INSTRUCTION as BAG_INSTRUCTION, write_episode_bag
+
+    bag = write_episode_bag(tmp_path / "episode", seconds=2.0)
+    reader = bags.open_bag(bag)
+    bag_start = reader.start_time * 1e-9
+    frame_times = [t * 1e-9 for c, t, _ in bags.messages(reader, reader.connections)
+                   if c.topic == "/camera/image_raw/compressed"]
+    reader.close()
+    node = GraphMonitor("player_listener")
+    frames, clock, instructions = [], [], []
+    node.create_subscription(CompressedImage, "camera/image_raw/compressed",
+                             lambda m: frames.append((time.monotonic(), common.stamp_to_seconds(m.header.stamp))),
+                             common.topic_qos("camera/image_raw/compressed"))
+    node.create_subscription(Clock, "/clock", lambda m: clock.append((time.monotonic(), common.stamp_to_seconds(m.clock))),
+                             10)
+    node.create_subscription(String, "instruction", lambda m: instructions.append(m.data), common.topic_qos("instruction"))
+    node.create_subscription(Odometry, "odom", lambda m: pytest.fail("odom was not asked for"), common.topic_qos("odom"))
+    player = subprocess.Popen([sys.executable, "-m", "sparsevideonav_ros.tools.play", str(bag), "--rate", "2",
+                               "--delay", "4.0", "--topics", "/camera/image_raw/compressed", "/instruction"],
+                              env=dict(env(), PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_until(lambda: player.poll() is not None, 30, node)
+        spin_for(node, 0.2)
+    finally:
+        if player.poll() is None:
+            player.kill()
+        output = player.communicate()[0]
+        node.destroy_node()
+    assert player.returncode == 0, output
+    assert instructions == [BAG_INSTRUCTION]
+    # (a long-lived listener can take seconds to be discovered by a new process; 4 s delay covers it)
+    assert len(frames) >= 20 and len(frame_times) == 30, len(frames)
+    # frames come with their recorded stamps, spaced as recorded / rate
+    stamps = [stamp for _, stamp in frames]
+    assert stamps == sorted(stamps)
+    assert all(min(abs(stamp - (t - 0.004)) for t in frame_times) < 1e-6 for stamp in stamps)  # header untouched
+    first_wall, first_stamp = frames[0]
+    errors = [(wall - first_wall) - (stamp - first_stamp) / 2.0 for wall, stamp in frames]
+    assert float(np.median(np.abs(errors))) < 0.01 and max(np.abs(errors)) < 0.06, errors
+    # /clock: counts up to the bag start during the delay, then runs at 2x, ahead of no message
+    values = [value for _, value in clock]
+    assert values == sorted(values)
+    before = [(wall, value) for wall, value in clock if value < bag_start]
+    assert before and bag_start - 4.0 * 2 - 0.05 <= before[0][1]
+    during = [(wall, value) for wall, value in clock if bag_start <= value <= frame_times[-1]]
+    rate = (during[-1][1] - during[0][1]) / (during[-1][0] - during[0][0])
+    assert rate == pytest.approx(2.0, rel=0.1)
+    for wall, stamp in frames:  # the newest clock when a frame arrives is just before its bag time
+        latest = max(value for w, value in clock if w <= wall)
+        bag_time = min(frame_times, key=lambda t: abs(t - (stamp + 0.004)))
+        assert bag_time - 0.05 <= latest <= bag_time + 0.005

@@ -320,6 +320,13 @@ def test_launch_files_and_runner_start_the_same_processes(fake_launch, launch_na
             if launch_name == "replay":
                 wanted.update({"go2_bridge_node": {"backend": "sim"},
                                "policy_node": {"image_input": "compressed"}}.get(process.node, {}))
+                if process.node == "policy_node" and "replay_start" not in arguments and not expected_ns:
+                    # aligned: the grid the bag's only plan frame lies on (tick 2 of it, within its window);
+                    # in another namespace the bag has no plans on the replayed topics: no anchor
+                    anchor = process.parameters.get("history_grid_anchor_s")
+                    plan = (FIRST_PLAN_FRAME_NS - 3_000_000) / 1e9
+                    assert isinstance(anchor, float) and plan - 0.6875 - 1e-6 < anchor <= plan - 0.4375 + 1e-6
+                    wanted["history_grid_anchor_s"] = anchor
             assert process.parameters == wanted, (arguments, process.node)
             assert process.log_level == arguments.get("log_level", "info")
 

@@ -55,6 +55,15 @@ class FrameSampler:
         self._accepted += 1
         return True
 
+    def anchor_at(self, stamp: float) -> None:
+        """Start the grid at ``stamp`` without a frame: frames are then picked on t0 = stamp exactly as
+        if a frame stamped ``stamp`` had been accepted (not counted). A replay anchors the grid where
+        the recorded run's was (see infer_grid_anchor) to sample the very frames it sampled."""
+        stamp = float(stamp)
+        if not math.isfinite(stamp):
+            raise ValueError(f"grid anchor must be finite, got {stamp}")
+        self._t0, self._next_tick, self._last_accepted = stamp, 1, stamp
+
     def would_accept(self, stamp: float) -> bool:
         """What ``offer(stamp)`` would answer, without changing anything.
 
@@ -90,3 +99,35 @@ class FrameSampler:
         self._last_accepted = stamp
         self._accepted += 1
         return True
+
+
+def infer_grid_anchor(frame_stamps, sampled_stamps, rate_hz: float = 4.0,
+                      tolerance_fraction: float = 0.25) -> tuple[float, int]:
+    """Where a FrameSampler's grid must be anchored to pick ``sampled_stamps`` out of ``frame_stamps``.
+
+    A recorded run tells which frames its sampler picked (the stamps of its plans) but not where its
+    grid started (that first frame may be missing from the recording). Anchored on the returned stamp
+    and fed ``frame_stamps`` from ``sampled_stamps[0]`` on, a sampler picks the most of
+    ``sampled_stamps``. Returns (anchor stamp, how many of them it picks). The grid's phase only matters
+    up to where its tolerance edges fall between frames, so each phase interval between two frames'
+    edge crossings is tried once; of the best, the widest interval's middle is taken (the phase most
+    tolerant of stamp jitter).
+    """
+    period = 1.0 / rate_hz
+    first = float(sampled_stamps[0])
+    frames = [float(f) for f in frame_stamps if f >= first - 5e-7]
+    wanted = {round(float(s), 6) for s in sampled_stamps}
+    low, high = -tolerance_fraction * period, (1.0 - tolerance_fraction) * period
+    # phi: the first sampled frame lies at anchor + 2 periods + phi, inside tick 2's window
+    edges = sorted({low + (-(f - first)) % period for f in frames} | {low, high})
+    best, best_width, best_phi = -1, -1.0, 0.0
+    for a, b in zip(edges, edges[1:]):
+        if b - a < 1e-9:
+            continue
+        phi = 0.5 * (a + b)
+        sampler = FrameSampler(rate_hz, tolerance_fraction)
+        sampler.anchor_at(first - 2 * period - phi)
+        score = sum(1 for f in frames if sampler.offer(f) and round(f, 6) in wanted)
+        if score > best or (score == best and b - a > best_width):
+            best, best_width, best_phi = score, b - a, phi
+    return first - 2 * period - best_phi, best

@@ -40,6 +40,8 @@ class PolicyNode(common.StackNode):
         self.policy_lock = threading.Lock()
 
         self.sampler = FrameSampler(rate_hz=self.config.history_rate_hz)
+        if self.config.history_grid_anchor_s > 0:  # a replay: sample the frames the recorded run sampled
+            self.sampler.anchor_at(self.config.history_grid_anchor_s)
         self.odometry = PoseHistory(horizon_s=10.0)
         self.pending: collections.deque[Observation] = collections.deque(maxlen=self.config.max_pending_frames)
         self.wake = threading.Event()

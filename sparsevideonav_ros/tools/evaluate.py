@@ -102,7 +102,7 @@ class Episode:
 
 
 def bag_events(path: Path, episode: Episode, image_topic: Optional[str], odom_topic: Optional[str],
-               start: str = "aligned") -> Iterator:
+               start: str = "aligned", rate_hz: float = 4.0) -> Iterator:
     """("frame"|"odom"|"instruction"|"path"|"camera_info"|"status", payload) in recorded order.
 
     start: 'aligned' = frames reach the policy from the one the recorded policy planned from first, on
@@ -136,7 +136,7 @@ def bag_events(path: Path, episode: Episode, image_topic: Optional[str], odom_to
         start_ns = reader.start_time
         if start == "aligned":
             if roles["path"]:
-                start_ns = align_with_recorded_plans(reader, roles["path"], frames, episode) or start_ns
+                start_ns = align_with_recorded_plans(reader, roles["path"], frames, episode, rate_hz) or start_ns
         else:
             start_ns += int(float(start) * 1e9)
             episode.start_reason = f"--start {float(start):g} s"
@@ -172,63 +172,17 @@ def bag_events(path: Path, episode: Episode, image_topic: Optional[str], odom_to
         reader.close()
 
 
-ALIGN_FRAMES = 400  # frames (from the first plan's) used to find the grid phase: ~25 s at 15 FPS
-
-
-def grid_anchor(frame_stamps: list[float], plan_stamps: list[float], rate_hz: float,
-                tolerance_fraction: float = 0.25) -> tuple[float, int]:
-    """A virtual first sample for FrameSampler so that, fed ``frame_stamps`` (from the first plan's frame
-    on), it accepts the most recorded plan frames: policy_node's grid starts at the first frame it got,
-    which the bag may not hold. Returns (anchor stamp, matched plan frames).
-
-    The grid's phase only matters up to where its tick boundaries fall between frames, so every phase
-    interval between two frame-boundary crossings is tried once; the widest best one wins (its middle
-    is the phase most tolerant of stamp jitter).
-    """
-    from sparsevideonav_ros.core.frame_sampler import FrameSampler
-
-    period = 1.0 / rate_hz
-    first = plan_stamps[0]
-    frames = [f for f in frame_stamps if f >= first - 5e-7][:ALIGN_FRAMES]
-    planned = {stamp_key(p) for p in plan_stamps}
-    low, high = -tolerance_fraction * period, (1.0 - tolerance_fraction) * period
-    # phi: the first plan's frame lies at anchor + 2 periods + phi, i.e. in tick 2 of the grid
-    critical = sorted({low + (-(f - first)) % period for f in frames} | {low, high})
-    best, best_width, best_phi = -1, -1.0, 0.0
-    for a, b in zip(critical, critical[1:]):
-        if b - a < 1e-9:
-            continue
-        phi = 0.5 * (a + b)
-        sampler = FrameSampler(rate_hz, tolerance_fraction)
-        sampler.offer(first - 2 * period - phi)
-        score = sum(1 for f in frames if sampler.offer(f) and stamp_key(f) in planned)
-        if score > best or (score == best and b - a > best_width):
-            best, best_width, best_phi = score, b - a, phi
-    return first - 2 * period - best_phi, best
-
-
 def align_with_recorded_plans(reader, path_connections, frame_connections, episode: Episode,
                               rate_hz: float = 4.0) -> Optional[int]:
     """Bag time (ns) of the first recorded plan's frame, with episode.grid_anchor set; None without plans."""
     from sparsevideonav_ros import bags
 
-    plan_stamps = [bags.stamp_seconds(bags.decode(data, c.msgtype, c.topic).header.stamp)
-                   for c, _, data in bags.messages(reader, path_connections)]
-    if not plan_stamps:
+    grid = bags.recorded_grid(reader, path_connections[0].topic, frame_connections[0].topic, rate_hz)
+    if grid is None:
         return None
-    frames, after_first = [], 0  # (stamp, bag ns)
-    for connection, bag_ns, data in bags.messages(reader, frame_connections):
-        stamp = bags.stamp_seconds(bags.decode(data, connection.msgtype, connection.topic).header.stamp)
-        frames.append((stamp, bag_ns))
-        after_first += stamp >= plan_stamps[0] - 5e-7
-        if after_first >= ALIGN_FRAMES:
-            break
-    first = next(((stamp, bag_ns) for stamp, bag_ns in frames if stamp >= plan_stamps[0] - 5e-7), None)
-    if first is None:
-        return None
-    episode.grid_anchor, episode.grid_matches = grid_anchor([f[0] for f in frames], plan_stamps, rate_hz)
-    episode.start_reason = "frame of the first recorded plan, 4 FPS grid aligned with the recorded plans"
-    return first[1]
+    episode.grid_anchor, episode.grid_matches = grid.anchor_stamp, grid.matched
+    episode.start_reason = "frame of the first recorded plan, 4 FPS grid where the recorded policy's was"
+    return grid.start_ns
 
 
 def frame_from_message(msg: Any, msg_type: str) -> FrameEvent:
@@ -297,7 +251,7 @@ def run_policy(events: Iterator, episode: Episode, policy, rate_hz: float, instr
     sampler = FrameSampler(rate_hz=rate_hz)
     odometry = PoseHistory(horizon_s=10.0)  # what the node keeps
     steps: list[Step] = []
-    instruction_set = False
+    instruction_set = grid_anchored = False
     if instruction:
         policy.set_instruction(instruction)
         instruction_set = True
@@ -329,8 +283,9 @@ def run_policy(events: Iterator, episode: Episode, policy, rate_hz: float, instr
             frame: FrameEvent = payload
             if frame.before_start or (max_steps and len(steps) >= max_steps):
                 continue
-            if episode.grid_anchor is not None and sampler.offered == 0:
-                sampler.offer(episode.grid_anchor)  # the recorded policy's grid phase (see grid_anchor)
+            if episode.grid_anchor is not None and not grid_anchored:
+                sampler.anchor_at(episode.grid_anchor)  # the recorded policy's grid (bags.recorded_grid)
+                grid_anchored = True
             if not sampler.would_accept(frame.stamp):
                 continue  # like the node: no decode for frames the 4 FPS grid drops
             try:
@@ -666,7 +621,7 @@ def evaluate(input_path: Path, policy_name: str, out: Path, instruction: str = "
         events = video_events(input_path, video_fps, start)
     else:
         episode = Episode(kind="bag", path=str(input_path))
-        events = bag_events(input_path, episode, image_topic, odom_topic, start)
+        events = bag_events(input_path, episode, image_topic, odom_topic, start, rate_hz)
     renderer = OverlayRenderer(camera_height_m, instruction) if write_video else None
     started = time.perf_counter()
     steps = run_policy(events, episode, policy, rate_hz, instruction, renderer, max_steps)

@@ -53,7 +53,9 @@ class BagRecorder(common.StackNode):
             self.create_subscription(message_type(known.msg_type), topic,
                                      lambda data, topic=topic, known=known: self.on_message(topic, known, data),
                                      common.qos(known.qos), raw=True)
-        # The bag folder appears once the subscriptions exist (the runner starts the nodes after it).
+        # Subscriptions first (discovery starts), then the message definitions (~0.2 s) now rather than in
+        # the first message's callback while messages queue up, then the bag folder.
+        bags.typestore()
         try:
             self.writer = bags.open_writer(output, storage)
         except bags.BagError as error:
