@@ -210,19 +210,18 @@ def window_attention_mask(segments: Sequence[tuple[str, Optional[int], int]], in
     ("prefix", None, n), ("frame", f, n), ("suffix", None, n) in sequence order. A frame's tokens see the
     prefix, themselves (causally) and the frames f' < f the memory held then; the suffix sees the prefix and
     the frames held at the end. -> (1, 1, L, L) bool."""
-    owners: list[tuple[str, Optional[int]]] = []
+    kinds, frames = [], []
+    codes = {"prefix": 0, "frame": 1, "suffix": 2}
     for kind, frame, length in segments:
-        owners += [(kind, frame)] * length
-    size = len(owners)
-    mask = torch.zeros(size, size, dtype=torch.bool)
-    kept = set(kept_at_end)
-    for i, (kind_i, frame_i) in enumerate(owners):
-        for j in range(i + 1):
-            kind_j, frame_j = owners[j]
-            if kind_j == "prefix" or (kind_i == kind_j and frame_i == frame_j):
-                mask[i, j] = True
-            elif kind_j == "frame" and kind_i == "frame":
-                mask[i, j] = frame_j < initial_window or frame_j >= frame_i - sliding_window
-            elif kind_j == "frame" and kind_i == "suffix":
-                mask[i, j] = frame_j in kept
+        kinds += [codes[kind]] * length
+        frames += [-1 if frame is None else int(frame)] * length
+    kind_t, frame_t = torch.tensor(kinds), torch.tensor(frames)
+    ki, kj = kind_t[:, None], kind_t[None, :]
+    fi, fj = frame_t[:, None], frame_t[None, :]
+    causal = torch.ones(len(kinds), len(kinds), dtype=torch.bool).tril()
+    same = (ki == kj) & (fi == fj)
+    frame_to_frame = (ki == 1) & (kj == 1) & ((fj < initial_window) | (fj >= fi - sliding_window))
+    kept = torch.tensor(sorted(set(int(f) for f in kept_at_end)), dtype=torch.long)
+    suffix_to_frame = (ki == 2) & (kj == 1) & torch.isin(fj, kept)
+    mask = causal & ((kj == 0) | same | frame_to_frame | suffix_to_frame)
     return mask[None, None]
