@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import torch
 
@@ -41,12 +41,13 @@ def detect_layout(keys: Iterable[str]) -> str:
     return "new" if new else "old"
 
 
-def release_to_ours(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Authors' keys (either layout) -> our keys; returns (mapped, dropped unused VGGT-head keys).
-    Keys that belong nowhere are kept under their own name so the strict load names them."""
+def release_to_ours(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str], dict[str, str]]:
+    """Authors' keys (either layout) -> our keys; returns (mapped, dropped unused VGGT-head keys, our name ->
+    checkpoint name). Keys that belong nowhere are kept under their own name so the strict load names them."""
     layout = detect_layout(state)
     mapped: dict[str, torch.Tensor] = {}
     dropped: list[str] = []
+    names: dict[str, str] = {}
     for key, value in state.items():
         if key.startswith(UNUSED_PREFIXES):
             dropped.append(key)
@@ -64,27 +65,29 @@ def release_to_ours(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.
         else:
             ours = key  # unexpected: reported by name
         mapped[ours] = value
-    return mapped, dropped
+        names[ours] = key
+    return mapped, dropped, names
+
+
+def release_name(key: str, layout: str = "old") -> str:
+    """Our key -> the authors' name in `layout` ('old': visual.*/model.*, 'new': model.visual.*/...)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if key.startswith(("vggt.", "merger.")):
+        return key
+    if key.startswith("qwen.lm_head."):
+        return key[len("qwen."):]
+    if key.startswith("qwen.model.visual."):
+        return key[len("qwen."):] if layout == "new" else key[len("qwen.model."):]
+    if key.startswith("qwen.model.language_model."):
+        rest = key[len("qwen.model.language_model."):]
+        return ("model.language_model." if layout == "new" else "model.") + rest
+    raise KeyError(f"no release name for {key!r}")
 
 
 def ours_to_release(state: Mapping[str, torch.Tensor], layout: str = "old") -> dict[str, torch.Tensor]:
-    """Our state dict -> the authors' naming in `layout` ('old': visual.*/model.*, 'new': model.visual.*/...)."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if key.startswith(("vggt.", "merger.")):
-            out[key] = value
-        elif key.startswith("qwen.lm_head."):
-            out[key[len("qwen."):]] = value
-        elif key.startswith("qwen.model.visual."):
-            out[key[len("qwen."):] if layout == "new" else key[len("qwen.model."):]] = value
-        elif key.startswith("qwen.model.language_model."):
-            rest = key[len("qwen.model.language_model."):]
-            out[("model.language_model." if layout == "new" else "model.") + rest] = value
-        else:
-            raise KeyError(f"no release name for {key!r}")
-    return out
+    """Our state dict -> the authors' naming in `layout`."""
+    return {release_name(key, layout): value for key, value in state.items()}
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -115,18 +118,18 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def load_into(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str,
-              optional: Iterable[str] = ()) -> None:
-    """Strict load naming every missing and unexpected key (`optional` keys may be absent, e.g. a tied
-    lm_head); shapes are checked too."""
+              display: Callable[[str], str] = lambda key: key) -> None:
+    """Strict load naming every missing and unexpected key (as `display` names them: the checkpoint's own
+    naming); shapes are checked too."""
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state) - set(optional))
-    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(display(k) for k in set(expected) - set(state))
+    unexpected = sorted(display(k) for k in set(state) - set(expected))
     if missing or unexpected:
         def names(keys: list[str]) -> str:
             return f"{keys[:10]}{' ...' if len(keys) > 10 else ''} ({len(keys)} in all)"
         raise CheckpointError(f"{source} does not match the JanusVLN model: missing keys {names(missing)}; "
                               f"unexpected keys {names(unexpected)}")
-    wrong = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+    wrong = [f"{display(k)}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
              for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
     if wrong:
         raise CheckpointError(f"{source} has tensors of the wrong shape: {wrong[:6]}")

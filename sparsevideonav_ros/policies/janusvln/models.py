@@ -193,13 +193,17 @@ def build_empty(arch: Architecture) -> JanusVLNModel:
 
 def load_model_weights(folder: Path, arch: Architecture) -> JanusVLNModel:
     model = build_empty(arch)
-    state, dropped = checkpoints.release_to_ours(checkpoints.read_weights(folder))
+    raw = checkpoints.read_weights(folder)
+    layout = checkpoints.detect_layout(raw)
+    state, dropped, names = checkpoints.release_to_ours(raw)
+    del raw
     if dropped:
         log.info("%s: ignoring %d unused VGGT head tensors (%s ...)", folder, len(dropped), dropped[0])
     tied = "qwen.model.language_model.embed_tokens.weight"
     if arch.qwen.tie_word_embeddings and "qwen.lm_head.weight" not in state and tied in state:
         state["qwen.lm_head.weight"] = state[tied]
-    checkpoints.load_into(model, state, str(folder))
+    checkpoints.load_into(model, state, f"{folder} ({layout} transformers layout)",
+                          display=lambda key: names.get(key) or checkpoints.release_name(key, layout))
     return model
 
 
@@ -303,11 +307,19 @@ def _answer_move_forward(model: JanusVLNModel, layout: PromptLayout, tokenizer) 
             model.qwen.lm_head.weight[target] = 6.0 * direction
 
 
-def build_tiny_checkpoint(folder: Path, seed: int = 0, walk_forward: bool = True, layout: str = "old") -> Path:
-    """A random tiny JanusVLN saved in the authors' layout (tokenizer with chat template included)."""
+def build_tiny_checkpoint(folder: Path, seed: int = 0, walk_forward: bool = True, layout: str = "old",
+                          tokenizer_from: Optional[Path] = None) -> Path:
+    """A random tiny JanusVLN saved in the authors' layout (tokenizer with chat template included), with a
+    tiny tokenizer trained offline, or the one of another tiny folder (`tokenizer_from`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer_dir = make_tiny_tokenizer(folder / "_tokenizer")
+    tokenizer_dir = folder / "_tokenizer"
+    if tokenizer_from is None:
+        make_tiny_tokenizer(tokenizer_dir)
+    else:
+        tokenizer_dir.mkdir()
+        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+            shutil.copy(Path(tokenizer_from) / name, tokenizer_dir / name)
     tokenizer = load_tokenizer(tokenizer_dir)
     arch = tiny_architecture(tokenizer)
     with torch.random.fork_rng(devices=[]):
