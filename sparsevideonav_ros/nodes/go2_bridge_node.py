@@ -209,7 +209,8 @@ class Go2BridgeNode(common.StackNode):
         level = common.ERROR if self.state in ("estop", "rejected", "robot_error") or self.last_error else common.OK
         values = {"state": self.state, "backend": self.backend.name, "estopped": self.watchdog.estopped,
                   "rejected_commands": self.watchdog.rejected_count, "robot": self.robot_problem or "ok",
-                  "sdk_errors": self.sdk_errors, "last_error": self.last_error, **self.robot_info}
+                  "sdk_errors": self.sdk_errors, "last_error": self.last_error, **self.backend.stats(),
+                  **self.robot_info}
         self.status_pub.publish(common.diagnostics(self, NAME, level, self.state, values))
 
     def on_shutdown(self) -> None:

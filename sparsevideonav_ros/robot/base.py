@@ -65,6 +65,10 @@ class RobotBackend(abc.ABC):
     def run_action(self, action: str, now: float) -> "Future[str]":
         """Start one of ACTIONS; the future resolves to a message or raises RobotError (naming the SDK code)."""
 
+    def stats(self) -> dict:
+        """Counters for the status message (e.g. SDK calls made)."""
+        return {}
+
     def take_errors(self) -> list[str]:
         """Errors of calls made in the background since the last call (each reported exactly once)."""
         return []

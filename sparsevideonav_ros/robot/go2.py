@@ -222,6 +222,11 @@ class Go2Robot(RobotBackend):
     def _drop_queued_moves(self) -> None:
         self._ops = collections.deque(op for op in self._ops if op[0] != "move")
 
+    def stats(self) -> dict:
+        calls = dict(self.calls)  # copy: the worker thread updates it
+        return {"sdk_calls": " ".join(f"{name}={count}" for name, count in sorted(calls.items())) or "none",
+                "moves_sent": self.moves_sent}
+
     def take_errors(self) -> list[str]:
         errors = []
         while self._errors:

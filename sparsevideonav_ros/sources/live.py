@@ -148,6 +148,8 @@ class LiveSource(FrameSource):
     def _reconnect(self, error: str) -> None:
         with self._cond:
             self.state, self.last_error = 'reconnecting', error
+            if self._latest is not None:  # a frame from before the loss is stale by now: never hand it out
+                self._returned_index = max(self._returned_index, self._latest.index)
             self._cond.notify_all()
         self._disconnect()
         while not self._stop.wait(self.timeout_s):

@@ -79,8 +79,15 @@ class RealSenseSource(LiveSource):
             if not Path(self.device).is_file():
                 raise SourceError(f'{self.describe()}: file not found')
             config.enable_device_from_file(self.device, repeat_playback=self.loop)
-        elif self.device:
-            config.enable_device(self.device)
+        else:
+            # pipeline.start() waits ~15 s for a missing camera; the device list answers at once.
+            serials = connected_serials()
+            if not serials:
+                raise SourceError(self._start_error('No device connected'))
+            if self.device and self.device not in serials:
+                raise SourceError(self._start_error('No device connected'))
+            if self.device:
+                config.enable_device(self.device)
         config.enable_stream(rs.stream.color, width, height, rs.format.rgb8, fps)
         if self.depth:
             config.enable_stream(rs.stream.depth, width, height, rs.format.z16, fps)
@@ -111,7 +118,7 @@ class RealSenseSource(LiveSource):
             if self.device and not is_recording(self.device):
                 serials = connected_serials()
                 return (f'no RealSense camera with serial {self.device}; connected: '
-                        f'{", ".join(serials) if serials else "none"} ({message})')
+                        f'{", ".join(serials) if serials else "none"}')
             return f'no RealSense camera connected ({message}); check the USB 3 cable and `rs-enumerate-devices`'
         if "Couldn't resolve requests" in message:
             return f'{self.describe()} does not offer {streams} ({message})'
