@@ -214,6 +214,8 @@ def argument_sets(launch_name: str, extra_params: Path, bag: Optional[Path] = No
         {},
         {"policy": "scripted", "instruction": "walk forward and stop by the wooden door"},
         {"camera": "video", "camera_path": "/data/clip.mp4"},
+        {"camera": "osmo", "camera_path": "/dev/video2", "robot": "go2"},
+        {"camera": "d455", "camera_path": "215122254321", "robot": "unitree"},
         {"namespace": "robot1/"},
         {"namespace": "/fleet/go2_a", "use_sim_time": "true", "log_level": "debug"},
         {"use_sim_time": "True"},
