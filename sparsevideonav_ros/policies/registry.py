@@ -14,6 +14,7 @@ from sparsevideonav_ros.policies.base import Policy
 POLICIES: dict[str, str] = {
     "scripted": "sparsevideonav_ros.policies.scripted.policy:ScriptedPolicy",
     "sparsevideonav": "sparsevideonav_ros.policies.sparsevideonav.policy:SparseVideoNavPolicy",
+    "janusvln": "sparsevideonav_ros.policies.janusvln.policy:JanusVLNPolicy",
 }
 
 

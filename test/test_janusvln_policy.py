@@ -1,0 +1,183 @@
+"""The `janusvln` policy on the tiny model (loaded through the real loader): action parsing into waypoints,
+stop and unparsable answers, planning cadence, both memories on and off (the release's behaviour), bounds."""
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sparsevideonav_ros.configs import ConfigError
+from sparsevideonav_ros.policies import registry
+from sparsevideonav_ros.policies.base import Observation, PolicyError
+from sparsevideonav_ros.policies.janusvln import models
+from sparsevideonav_ros.policies.janusvln.actions import action_waypoints, parse_action
+from sparsevideonav_ros.policies.janusvln.configuration_janusvln import JanusVLNConfig
+from sparsevideonav_ros.policies.janusvln.policy import JanusVLNPolicy, released_history
+
+INSTRUCTION = "walk forward and stop by the wooden door"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return models.load_janusvln(models.tiny_checkpoint_dir())
+
+
+def make(tiny, **values):
+    policy = JanusVLNPolicy(JanusVLNConfig(**values), model=tiny)
+    policy.set_instruction(INSTRUCTION)
+    return policy
+
+
+def frames(count, seed=0, shape=(120, 160, 3)):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, shape, dtype=np.uint8) for _ in range(count)]
+
+
+def run(policy, images, start=0):
+    return [policy.step(Observation(stamp=i * 0.25, rgb=rgb)) for i, rgb in enumerate(images, start)]
+
+
+def scripted(policy, answers):
+    """Make the policy's decisions return these answers in turn (the tiny model always says MOVE_FORWARD)."""
+    answers = iter(answers)
+    policy._decide = lambda: (next(answers), {"decode_s": 0.0})
+
+
+@pytest.mark.parametrize("text, action, understood", [
+    ("MOVE_FORWARD", "MOVE_FORWARD", True), ("TURN_LEFT", "TURN_LEFT", True), ("TURN_RIGHT", "TURN_RIGHT", True),
+    ("STOP", "STOP", True), ("MOVE_FORWARD.", "MOVE_FORWARD", True), (" turn left", "TURN_LEFT", True),
+    ("I will TURN_RIGHT, then MOVE_FORWARD", "TURN_RIGHT", True), ("move forward", "MOVE_FORWARD", True),
+    ("", "STOP", False), ("MOVE_BACKWARD", "STOP", False), ("STOPPED", "STOP", False), ("forward", "STOP", False)])
+def test_parse_action(text, action, understood):
+    parsed = parse_action(text)
+    assert (parsed.action, parsed.understood) == (action, understood)
+
+
+def test_action_waypoints_use_the_configured_sizes():
+    np.testing.assert_allclose(action_waypoints("MOVE_FORWARD", 0.3, 15), [[0.3, 0, 0]])
+    np.testing.assert_allclose(action_waypoints("TURN_LEFT", 0.25, 30), [[0, 0, math.radians(30)]])
+    np.testing.assert_allclose(action_waypoints("TURN_RIGHT", 0.25, 15), [[0, 0, -math.radians(15)]])
+    assert action_waypoints("STOP", 0.25, 15).shape == (0, 3)
+
+
+def test_registry_builds_the_policy_from_the_tiny_checkpoint():
+    policy = registry.make_policy("janusvln", {"max_new_tokens": 4, "semantic_memory": False})
+    assert policy.name == "janusvln" and not policy.config.semantic_memory
+    with pytest.raises(ConfigError):
+        registry.make_policy("janusvln", {"turn_angle_deg": 0.0})
+
+
+def test_tiny_model_walks_forward_one_configured_step_per_action(tiny):
+    policy = make(tiny, forward_step_m=0.4, plan_every_frames=1)
+    plans = run(policy, frames(3))
+    assert policy.last_answer == "MOVE_FORWARD"
+    for i, plan in enumerate(plans):
+        assert plan.state == "ok" and plan.stamp == i * 0.25
+        np.testing.assert_allclose(plan.waypoints, [[0.4, 0.0, 0.0]])
+    assert {"spatial_s", "vision_s", "llm_frame_s", "llm_prompt_s", "decode_s"} <= set(plans[-1].timings_s)
+
+
+def test_waits_for_an_instruction(tiny):
+    policy = JanusVLNPolicy(JanusVLNConfig(), model=tiny)
+    assert run(policy, frames(1))[0].state == "waiting_instruction"
+    with pytest.raises(PolicyError):
+        JanusVLNPolicy(JanusVLNConfig(), model=tiny).plan()
+
+
+def test_turns_stop_and_resume(tiny):
+    policy = make(tiny, turn_angle_deg=20.0, plan_every_frames=1)
+    scripted(policy, ["TURN_LEFT", "TURN_RIGHT", "STOP"])
+    left, right, stop, after = run(policy, frames(4))
+    np.testing.assert_allclose(left.waypoints, [[0, 0, math.radians(20)]])
+    np.testing.assert_allclose(right.waypoints, [[0, 0, -math.radians(20)]])
+    assert stop.state == "done" and len(stop.waypoints) == 0
+    assert after.state == "done" and policy.steps == 3  # nothing is computed once stopped
+    policy.set_instruction("now turn around")
+    scripted(policy, ["MOVE_FORWARD"])
+    assert run(policy, frames(1), start=4)[0].state == "ok" and policy.steps == 4  # memories kept
+
+
+def test_unparsable_answer_stops_with_a_warning(tiny, caplog):
+    policy = make(tiny, plan_every_frames=1)
+    scripted(policy, ["I am not sure where the door is"])
+    with caplog.at_level(logging.WARNING, logger="sparsevideonav_ros.policies.janusvln"):
+        plan = run(policy, frames(1))[0]
+    assert plan.state == "done" and len(plan.waypoints) == 0
+    assert "names no action" in caplog.text and "I am not sure" in caplog.text
+
+
+def test_one_action_every_plan_every_frames(tiny):
+    policy = make(tiny, plan_every_frames=2)
+    plans = run(policy, frames(6))
+    assert policy.steps == 3 and policy.history_length == 6
+    assert policy.spatial_memory.frame_indices == [0, 1, 2] == policy.semantic_memory.frame_indices
+    assert [p.stamp for p in plans] == [0.0, 0.0, 0.5, 0.5, 1.0, 1.0]
+    assert plans[1] is plans[0] and plans[3] is plans[2]  # frames between action steps keep the last plan
+
+
+def count_images(policy):
+    counts = []
+    visual = policy.model.model.qwen.model.visual
+    hook = visual.register_forward_hook(lambda module, args, kwargs, out: counts.append(len(kwargs["grid_thw"])),
+                                        with_kwargs=True)
+    return counts, hook
+
+
+def test_semantic_memory_encodes_each_frame_once_and_off_reproduces_the_release(tiny):
+    assert released_history(5, 8) == [0, 1, 2, 3, 4]
+    assert released_history(9, 8) == list(range(9))
+    assert released_history(20, 8) == list(np.linspace(0, 19, 9).astype(int)) == [0, 2, 4, 7, 9, 11, 14, 16, 19]
+
+    cached = make(tiny, plan_every_frames=1)
+    counts, hook = count_images(cached)
+    try:
+        run(cached, frames(12))
+    finally:
+        hook.remove()
+    assert counts == [1] * 12  # every frame through the ViT once, when it arrives
+
+    released = make(tiny, plan_every_frames=1, semantic_memory=False)
+    counts, hook = count_images(released)
+    try:
+        plans = run(released, frames(12))
+    finally:
+        hook.remove()
+    assert counts == [1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 9]  # up to 8 past frames + the current one, every step
+    assert released.semantic_memory.frame_indices == [] and all(p.state == "ok" for p in plans)
+    assert released.last_answer == cached.last_answer == "MOVE_FORWARD"
+
+
+def test_spatial_memory_off_recomputes_the_aggregator_over_the_episode(tiny):
+    policy = make(tiny, plan_every_frames=1, spatial_memory=False)
+    calls = []
+    aggregator = policy.model.model.aggregator
+    original = aggregator.forward_frames
+    aggregator.forward_frames = lambda images, *a, **k: calls.append(len(images)) or original(images, *a, **k)
+    try:
+        plans = run(policy, frames(4))
+    finally:
+        del aggregator.forward_frames
+    assert calls == [1, 2, 3, 4] and policy.spatial_memory.frame_indices == []
+    assert plans[-1].state == "ok"
+
+
+def test_memories_stop_growing_once_the_windows_are_full(tiny):
+    policy = make(tiny, plan_every_frames=1, initial_window=2, sliding_window=3)
+    sizes = []
+    for i, rgb in enumerate(frames(12)):
+        policy.observe(Observation(stamp=i * 0.25, rgb=rgb))
+        sizes.append((policy.spatial_memory.nbytes, policy.semantic_memory.nbytes))
+    assert len(set(sizes[5:])) == 1
+    assert policy.spatial_memory.frame_indices == policy.semantic_memory.frame_indices == [0, 1, 9, 10, 11]
+    assert run(policy, frames(1), start=12)[0].state == "ok"
+    policy.reset()
+    assert policy.steps == 0 and policy.semantic_memory.nbytes == 0 and policy.spatial_memory.nbytes == 0
