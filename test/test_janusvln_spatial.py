@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from sparsevideonav_ros.policies.janusvln import fusion
-from sparsevideonav_ros.policies.janusvln.spatial import (Aggregator, AggregatorConfig, SpatialMemory, window_mask)
+from sparsevideonav_ros.policies.janusvln.spatial import (Aggregator, AggregatorConfig, SpatialMemory, visible_frames,
+                                                          window_mask)
 
 SMALL = AggregatorConfig(img_size=28, embed_dim=32, depth=3, num_heads=2, mlp_ratio=2.0, patch_embed_depth=1,
                          patch_embed_num_heads=2)
@@ -77,6 +78,7 @@ def test_window_mask_matches_the_eviction_rule():
     for i in (0, 7, 30, 56, 57, 59):
         visible = [j for j in range(60) if mask[i, j]]
         assert visible == sorted(set(range(min(i + 1, 8))) | set(range(max(0, i - 48), i + 1)))
+        assert visible == visible_frames(i, 8, 48)
     assert int(mask.sum(1).max()) == 8 + 48 + 1
 
 

@@ -421,19 +421,38 @@ class Aggregator(nn.Module):
     def forward_frames(self, images: torch.Tensor, layer: int = -2, initial_window: Optional[int] = None,
                        sliding_window: Optional[int] = None) -> torch.Tensor:
         """Recompute: all frames (S, 3, H, W) at once, frame i attending to frames j <= i (within the windows
-        when given: the same frames the spatial memory keeps) -> (S, P, 2C). Frame 0 is the episode's first."""
+        when given: the same frames the spatial memory keeps) -> (S, P, 2C). Frame 0 is the episode's first.
+
+        Global attention runs frame by frame over the frames each may see (no (S*P)^2 mask is built)."""
         last = self._layer_index(layer)
         s = images.shape[0]
         first = torch.arange(s) == 0
         x, rope = self.embed(images, first)
-        _, p, c = x.shape
-        mask = window_mask(s, p, initial_window, sliding_window, images.device)
-        global_rope = (rope[0].repeat(s, 1), rope[1].repeat(s, 1))
+        visible = [visible_frames(i, initial_window, sliding_window) for i in range(s)]
         for i in range(last + 1):
             x = self.frame_blocks[i](x, rope)
             frame_out = x
-            x = self.global_blocks[i](x.reshape(1, s * p, c), global_rope, mask).reshape(s, p, c)
+            block = self.global_blocks[i]
+            q, k, v = block.attn.qkv_heads(block.norm1(x), rope)  # (S, heads, P, D): frames as the batch
+            attended = torch.cat([self._attend_frames(q[f:f + 1], k, v, visible[f]) for f in range(s)])
+            x = block.finish(x, attended)
         return torch.cat([frame_out, x], dim=-1)
+
+    @staticmethod
+    def _attend_frames(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, frames: range | list) -> torch.Tensor:
+        """q (1, heads, P, D) over the keys/values of `frames` of k, v (S, heads, P, D)."""
+        index = torch.as_tensor(list(frames), device=k.device)
+        _, h, p, d = k.shape
+        keys = k[index].permute(1, 0, 2, 3).reshape(1, h, len(index) * p, d)
+        values = v[index].permute(1, 0, 2, 3).reshape(1, h, len(index) * p, d)
+        return F.scaled_dot_product_attention(q, keys, values)
+
+
+def visible_frames(i: int, initial_window: Optional[int], sliding_window: Optional[int]) -> list[int]:
+    """Frames that frame i attends to when streaming with the spatial memory (all j <= i without windows)."""
+    if initial_window is None or sliding_window is None:
+        return list(range(i + 1))
+    return sorted(set(range(min(i + 1, initial_window))) | set(range(max(0, i - sliding_window), i + 1)))
 
 
 class SpatialEncoder(nn.Module):
