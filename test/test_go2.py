@@ -191,10 +191,10 @@ def test_bridge_drives_the_fake_go2_over_dds(tmp_path, monitor):
         assert walk and all(m["parameter"] == {"x": 0.3, "y": 0.1, "z": 0.2} for m in walk), walk[:3]
         times = [m["t"] for m in walk]
         rate = (len(times) - 1) / (times[-1] - times[0])
-        assert 35.0 <= rate <= 60.0, f"Move rate {rate:.1f} Hz, bridge rate_hz is 50"
+        assert 30.0 <= rate <= 60.0, f"Move rate {rate:.1f} Hz, bridge rate_hz is 50"  # loaded 2-core CI
         after = [r for r in sent if r["t"] > times[-1]]
         assert [r["name"] for r in after] == ["StopMove"], after
-        assert after[0]["t"] - t_last_cmd < 0.5 + 0.3  # cmd_timeout_s 0.5 + a control period + transport
+        assert after[0]["t"] - t_last_cmd < 0.5 + 0.3, after  # cmd_timeout_s 0.5 + a control period + transport
 
         # odometry follows the fake's state: pose, heading from the IMU, body velocity
         states = fake.states()
@@ -204,7 +204,7 @@ def test_bridge_drives_the_fake_go2_over_dds(tmp_path, monitor):
         assert np.allclose(pose, [final["x"], final["y"], final["yaw"]], atol=0.03), (pose, final)
         walking = [o for o in monitor.record.odom if t0 + 0.5 < o[0] < t_last_cmd - 0.1]
         body = np.median(np.array([o[3] for o in walking]), axis=0)
-        np.testing.assert_allclose(body, [0.3, 0.1, 0.2], atol=0.02)
+        np.testing.assert_allclose(body, [0.3, 0.1, 0.2], atol=0.03)
         status = go2_status(monitor)
         assert status["robot"] == "ok" and status["robot_mode"] in ("1", "3") and "Move=" in status["sdk_calls"]
 
@@ -241,7 +241,7 @@ def test_bridge_drives_the_fake_go2_over_dds(tmp_path, monitor):
         cmd.send(0.3, seconds=0.6)
         fake.process.send_signal(signal.SIGSTOP)
         t_lost = time.time()
-        cmd.send(0.3, seconds=0.4 + 0.5 + 0.6, until=lambda: go2_status(monitor).get("state") == "robot_error")
+        cmd.send(0.3, seconds=3.0, until=lambda: go2_status(monitor).get("state") == "robot_error")
         assert go2_status(monitor).get("state") == "robot_error", go2_status(monitor)
         assert "robot state lost" in go2_status(monitor)["robot"]
         moves_at_error = int(go2_status(monitor)["moves_sent"])
@@ -249,13 +249,13 @@ def test_bridge_drives_the_fake_go2_over_dds(tmp_path, monitor):
         status = go2_status(monitor)
         assert status["state"] == "robot_error" and int(status["moves_sent"]) <= moves_at_error + 1
         assert "StopMove() failed: 3104 RPC_ERR_CLIENT_API_TIMEOUT" in status["last_error"], status
-        assert time.time() - t_lost < 6
+        assert time.time() - t_lost < 8
         odom_count = len(monitor.record.odom)
         spin_for(monitor, 0.3)
         assert len(monitor.record.odom) == odom_count  # no stale odometry while the state is lost
         fake.process.send_signal(signal.SIGCONT)
-        cmd.send(0.3, seconds=3.0, until=lambda: go2_status(monitor).get("state") == "moving")
-        assert go2_status(monitor)["state"] == "moving" and len(monitor.record.odom) > odom_count
+        cmd.send(0.3, seconds=5.0, until=lambda: go2_status(monitor).get("state") == "moving")
+        assert go2_status(monitor)["state"] == "moving" and len(monitor.record.odom) > odom_count, go2_status(monitor)
 
         # SIGTERM while walking: the last request the robot gets is StopMove
         cmd.send(0.3, seconds=0.3)
