@@ -181,3 +181,19 @@ def test_memories_stop_growing_once_the_windows_are_full(tiny):
     assert run(policy, frames(1), start=12)[0].state == "ok"
     policy.reset()
     assert policy.steps == 0 and policy.semantic_memory.nbytes == 0 and policy.spatial_memory.nbytes == 0
+
+
+def test_an_episode_longer_than_the_language_models_positions_fails_clearly(tiny):
+    text_config = tiny.model.arch.qwen.text_config
+    limit = text_config.max_position_embeddings
+    text_config.max_position_embeddings = len(tiny.layout.prefix_ids) + 3 * 6 + 1024  # room for 3 frames
+    try:
+        policy = make(tiny, plan_every_frames=1)
+        run(policy, frames(3))
+        with pytest.raises(PolicyError, match="reset the policy"):
+            run(policy, frames(1), start=3)
+        assert policy.spatial_memory.frame_indices == [0, 1, 2]  # nothing half-added
+        policy.reset()
+        assert run(policy, frames(1))[0].state == "ok"
+    finally:
+        text_config.max_position_embeddings = limit

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -41,7 +41,7 @@ _transformers_logging.disable_progress_bar()
 log = logging.getLogger(__name__)
 
 TINY = "tiny"
-TINY_VERSION = "janusvln-tiny-v1"
+TINY_VERSION = "janusvln-tiny-v2"
 FEATURE_LAYER = -2  # the release reads aggregated_tokens[-2] (layer 23 of 24)
 DEFAULT_LAM = 0.2
 DEFAULT_IMAGE_WIDTH = 644
@@ -147,7 +147,7 @@ class JanusVLN:
     def grid(self, frame: FrameInputs) -> tuple[int, int]:
         """(rows, cols) of the aggregator's patch grid for this frame."""
         p = self.processing.patch_size
-        return frame.vggt_image.shape[1] // p, frame.vggt_image.shape[2] // p
+        return frame.image.shape[1] // p, frame.image.shape[2] // p
 
     def merged_grid(self, frame: FrameInputs) -> tuple[int, int]:
         m = self.processing.merge_size
@@ -166,8 +166,9 @@ class JanusVLN:
         return self.model.spatial_tokens(features, *self.grid(frames[-1]))
 
     def visual_tokens(self, frames: list[FrameInputs]) -> torch.Tensor:
-        pixels = torch.cat([f.pixel_values for f in frames])
-        grids = torch.cat([f.grid_thw for f in frames])
+        inputs = [f.qwen_inputs() for f in frames]
+        pixels = torch.cat([pixel_values for pixel_values, _ in inputs])
+        grids = torch.cat([grid for _, grid in inputs])
         return self.language.visual_tokens(pixels, grids)
 
 
@@ -257,12 +258,16 @@ TINY_AGGREGATOR = AggregatorConfig(img_size=70, patch_size=14, embed_dim=32, dep
                                    num_register_tokens=4, patch_embed_depth=1, patch_embed_num_heads=2)
 
 
+def special_token_ids(tokenizer) -> dict[str, int]:
+    return {name: tokenizer.convert_tokens_to_ids(token) for name, token in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+
+
 def tiny_architecture(tokenizer) -> Architecture:
     from transformers import Qwen2_5_VLConfig
 
-    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in (
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+    ids = special_token_ids(tokenizer)
     qwen = Qwen2_5_VLConfig(
         text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768,
@@ -279,6 +284,7 @@ def tiny_architecture(tokenizer) -> Architecture:
 
 
 def _random_init(model: JanusVLNModel, seed: int) -> None:
+    """Norm weights 1, everything else normal with std min(0.1, 1/sqrt(fan_in)) (activations stay O(1))."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -287,7 +293,9 @@ def _random_init(model: JanusVLNModel, seed: int) -> None:
             elif name.endswith(".gamma"):
                 parameter.fill_(0.5)
             else:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+                fan_in = parameter[0].numel() if parameter.ndim >= 2 else 1
+                std = min(0.1, fan_in ** -0.5)
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
 
 
 def _answer_move_forward(model: JanusVLNModel, layout: PromptLayout, tokenizer) -> None:
@@ -308,9 +316,11 @@ def _answer_move_forward(model: JanusVLNModel, layout: PromptLayout, tokenizer) 
 
 
 def build_tiny_checkpoint(folder: Path, seed: int = 0, walk_forward: bool = True, layout: str = "old",
-                          tokenizer_from: Optional[Path] = None) -> Path:
+                          tokenizer_from: Optional[Path] = None,
+                          architecture: Callable[[Any], Architecture] = None) -> Path:
     """A random tiny JanusVLN saved in the authors' layout (tokenizer with chat template included), with a
-    tiny tokenizer trained offline, or the one of another tiny folder (`tokenizer_from`)."""
+    tiny tokenizer trained offline, or the one of another tiny folder (`tokenizer_from`). `architecture`
+    (tokenizer -> Architecture) picks other sizes (default: tiny_architecture)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = folder / "_tokenizer"
@@ -321,7 +331,7 @@ def build_tiny_checkpoint(folder: Path, seed: int = 0, walk_forward: bool = True
         for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
             shutil.copy(Path(tokenizer_from) / name, tokenizer_dir / name)
     tokenizer = load_tokenizer(tokenizer_dir)
-    arch = tiny_architecture(tokenizer)
+    arch = (architecture or tiny_architecture)(tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = JanusVLNModel(arch).eval()

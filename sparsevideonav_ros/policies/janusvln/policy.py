@@ -27,6 +27,7 @@ from sparsevideonav_ros.policies.janusvln.spatial import SpatialMemory
 from sparsevideonav_ros.policies.janusvln.vision_inputs import FrameInputs
 
 log = logging.getLogger("sparsevideonav_ros.policies.janusvln")
+POSITION_MARGIN = 1024  # positions left for the task text and the answer
 
 
 def released_history(steps: int, history_frames: int) -> list[int]:
@@ -92,6 +93,8 @@ class JanusVLNPolicy(Policy):
         start = clock()
         frame = self.model.frame_inputs(observation.rgb)
         timings["preprocess_s"] = clock() - start
+        if self.config.semantic_memory:
+            self._check_positions(frame)
         start = clock()
         if self.config.spatial_memory:
             spatial = self.model.spatial_step(frame, self.spatial_memory)
@@ -108,6 +111,16 @@ class JanusVLNPolicy(Policy):
         self._steps += 1
         self._step_stamp = observation.stamp
         self._timings = timings
+
+    def _check_positions(self, frame: FrameInputs) -> None:
+        """Fail before touching either memory when the new frame would leave too few language-model positions
+        (cached frames keep their positions, so they grow with the episode: about 25 per frame)."""
+        rows, cols = self.model.merged_grid(frame)
+        used = self.semantic_memory.next_position or len(self.model.layout.prefix_ids)
+        limit = int(self.model.model.arch.qwen.text_config.max_position_embeddings)
+        if used + max(rows, cols) + 2 + POSITION_MARGIN > limit:
+            raise PolicyError(f"the episode has used {used} of the language model's {limit} positions "
+                              f"({self._steps} action steps): reset the policy to start a new episode")
 
     def _encode_semantic(self, frame: FrameInputs, spatial: torch.Tensor, timings: dict[str, float]) -> None:
         clock = time.perf_counter

@@ -15,7 +15,7 @@ Cutting at special tokens gives the same ids as tokenizing the whole prompt (spe
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -91,6 +91,7 @@ class PromptLayout:
     image_token_id: int
     prefix_ids: list[int]
     eos_ids: tuple[int, ...]
+    _suffixes: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, tokenizer, chat_template: str, image_token_id: int, vision_start_id: int, vision_end_id: int,
@@ -134,7 +135,13 @@ class PromptLayout:
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def suffix_ids(self, instruction: str) -> list[int]:
-        return self._encode(self.tokenizer, self._split(self.tokenizer, self.chat_template, instruction)[1])
+        """Task text + end of turn + assistant header for this instruction (rendered once per instruction)."""
+        if instruction not in self._suffixes:
+            if len(self._suffixes) >= 8:
+                self._suffixes.clear()
+            suffix = self._split(self.tokenizer, self.chat_template, instruction)[1]
+            self._suffixes[instruction] = self._encode(self.tokenizer, suffix)
+        return list(self._suffixes[instruction])
 
     def block_ids(self, image_tokens: int) -> list[int]:
         return [self.vision_start_id] + [self.image_token_id] * image_tokens + [self.vision_end_id]

@@ -49,12 +49,13 @@ def resized_shape(height: int, width: int, target_width: int, patch: int = 14) -
 
 
 def resize_frame(rgb: np.ndarray, target_width: int, patch: int = 14) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H', W') float32 in [0, 1], PIL bicubic as in the release."""
+    """(H, W, 3) uint8 -> (3, H', W') uint8, PIL bicubic as in the release (which then divides by 255: kept
+    as uint8 here, a quarter of the memory of a stored float frame, with nothing lost)."""
     from PIL import Image
 
     height, width = resized_shape(rgb.shape[0], rgb.shape[1], target_width, patch)
     image = Image.fromarray(np.ascontiguousarray(rgb)).resize((width, height), Image.Resampling.BICUBIC)
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
 def qwen_patches(image: torch.Tensor, processing: ImageProcessing) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,14 +75,29 @@ def qwen_patches(image: torch.Tensor, processing: ImageProcessing) -> tuple[torc
 
 @dataclass
 class FrameInputs:
-    """One preprocessed frame: the aggregator image and Qwen's patches."""
+    """One preprocessed frame: the resized image (uint8, what a stored frame keeps) and the model inputs
+    derived from it on use: the aggregator image in [0, 1] and Qwen's patches."""
 
-    vggt_image: torch.Tensor  # (3, H, W) in [0, 1]
-    pixel_values: torch.Tensor  # (rows*cols, 3*T*P*P)
-    grid_thw: torch.Tensor  # (1, 3)
+    image: torch.Tensor  # (3, H, W) uint8
+    processing: ImageProcessing
 
     @classmethod
     def from_rgb(cls, rgb: np.ndarray, processing: ImageProcessing) -> "FrameInputs":
-        image = resize_frame(rgb, processing.width, processing.patch_size)
-        pixels, grid = qwen_patches(image, processing)
-        return cls(image, pixels, grid)
+        return cls(resize_frame(rgb, processing.width, processing.patch_size), processing)
+
+    @property
+    def nbytes(self) -> int:
+        return self.image.numel()
+
+    @property
+    def vggt_image(self) -> torch.Tensor:
+        return self.image.float() / 255.0
+
+    def qwen_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixel_values (rows*cols, 3*T*P*P), grid_thw (1, 3)."""
+        return qwen_patches(self.vggt_image, self.processing)
+
+    @property
+    def grid_thw(self) -> torch.Tensor:
+        p, m = self.processing.patch_size, self.processing.merge_size
+        return torch.tensor([[1, self.image.shape[1] // p // m * m, self.image.shape[2] // p // m * m]])
