@@ -1,6 +1,6 @@
 """JanusVLN per-step cost and memory vs episode length: dual implicit memory on vs off (a CPU-sized model).
 
-Run: .venv/bin/python bench/bench_janusvln.py            (a few minutes on 2 cores)
+Run: .venv/bin/python bench/bench_janusvln.py --threads 1   (about 3 minutes on an idle core)
      .venv/bin/python bench/bench_janusvln.py --lengths 1,8,32,64 --threads 1 --size tiny
 
 Three settings of the `janusvln` policy (one action per 4 FPS frame):
@@ -153,7 +153,7 @@ def run_episode(janus, setting: str, lengths: list[int], frames: list[np.ndarray
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--lengths", default="1,8,16,32,57,64,96,128", help="episode lengths (frames) to report")
+    parser.add_argument("--lengths", default="1,8,16,32,57,64,96", help="episode lengths (frames) to report")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--size", choices=("cpu", "tiny"), default="cpu", help="model size")
     args = parser.parse_args()
@@ -189,12 +189,12 @@ def main() -> None:
         spatial = row["ours"]["spatial"] / row["none"]["spatial"]
         print(f'{length:>6} | {ms["ours"]:>14} {ms["release"]:>14} {ms["none"]:>14} | {mib["ours"]:>9.1f} '
               f'{mib["release"]:>8.1f} {mib["none"]:>8.1f} | {peak["ours"]:>9.1f} {peak["none"]:>7.1f} | '
-              f'{ratio:>14.2f} {spatial:>17.2f}')
+              f'{ratio:>14.3f} {spatial:>17.3f}')
     longest = lengths[-1]
     ours, none = results["ours"][longest], results["none"][longest]
-    print(f"\nat {longest} frames: a step with both memories costs {ours['total'] / none['total']:.2f}x the "
-          f"no-memory step ({100 * (1 - ours['total'] / none['total']):.0f}% less), the spatial encoder "
-          f"{ours['spatial'] / none['spatial']:.2f}x ({100 * (1 - ours['spatial'] / none['spatial']):.0f}% less); "
+    print(f"\nat {longest} frames: a step with both memories costs {ours['total'] / none['total']:.3f}x the "
+          f"no-memory step ({100 * (1 - ours['total'] / none['total']):.1f}% less), the spatial encoder "
+          f"{ours['spatial'] / none['spatial']:.3f}x ({100 * (1 - ours['spatial'] / none['spatial']):.1f}% less); "
           f"ours vs release: {ours['total'] / results['release'][longest]['total']:.2f}x per step")
 
 
