@@ -7,6 +7,8 @@ KV cache (initial + sliding windows). plan() then runs only the task text over t
 greedily (at most 24 tokens); the answer becomes one waypoint: a step ahead, a turn in place, or a stop
 (state 'done', held until reset or a new instruction). With the semantic memory off it re-encodes up to 9
 uniformly chosen frames every step, with the current frame's spatial tokens added to each, as the release.
+With it on, each frame carries its own spatial tokens (those computed when it was the current frame): a
+cached frame is never re-fused. The semantic memory is our design (the authors did not release theirs).
 """
 from __future__ import annotations
 
