@@ -76,8 +76,8 @@ def test_missing_and_unknown_keys_are_named(random_folder, tmp_path):
     with pytest.raises(CheckpointError, match=r"missing keys \['merger\.mlp\.0\.bias'\]"):
         models.load_janusvln(missing)
     shutil.rmtree(missing)
-    unknown = rewrite(random_folder, tmp_path,
-                      lambda s: s.update({"vggt.aggregator.extra_token": torch.zeros(1), "lm_head.bias": torch.zeros(2)}))
+    extra = {"vggt.aggregator.extra_token": torch.zeros(1), "lm_head.bias": torch.zeros(2)}
+    unknown = rewrite(random_folder, tmp_path, lambda s: s.update(extra))
     with pytest.raises(CheckpointError, match=r"unexpected keys \['lm_head\.bias', 'vggt\.aggregator\.extra_token'\]"):
         models.load_janusvln(unknown)
     shutil.rmtree(unknown)

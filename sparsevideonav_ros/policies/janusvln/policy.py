@@ -182,8 +182,8 @@ class JanusVLNPolicy(Policy):
             fused = self.model.model.fuse(visual, self._current_spatial)
             grids = [self.model.merged_grid(f) for f in frames]
             ids = layout.ids(self.instruction, [r * c for r, c in grids])
-            positions, next_position = prompt_positions(len(layout.prefix_ids), grids,
-                                                        len(ids) - len(layout.prefix_ids) - sum(r * c + 2 for r, c in grids))
+            suffix_length = len(ids) - len(layout.prefix_ids) - sum(r * c + 2 for r, c in grids)
+            positions, next_position = prompt_positions(len(layout.prefix_ids), grids, suffix_length)
             cache = empty_cache()
             hidden = language.forward(language.embed_with_images(ids, layout.image_token_id, fused), positions, cache)
         timings["llm_prompt_s"] = clock() - start

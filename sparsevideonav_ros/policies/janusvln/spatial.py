@@ -278,7 +278,8 @@ class SpatialMemory:
 
     def __init__(self, initial_window: int = 8, sliding_window: int = 48) -> None:
         if initial_window < 0 or sliding_window < 1:
-            raise ValueError(f"need initial_window >= 0 and sliding_window >= 1, got {initial_window}, {sliding_window}")
+            raise ValueError(f"need initial_window >= 0 and sliding_window >= 1, got {initial_window}, "
+                             f"{sliding_window}")
         self.initial_window = int(initial_window)
         self.sliding_window = int(sliding_window)
         self.slots = self.initial_window + self.sliding_window + 1
