@@ -157,3 +157,14 @@ def test_sampling_preserves_the_reference_and_fills_the_sparse_future(tiny, samp
     again = sampling.sample_sparse_future(tiny, reference, text, history, sampler=sampler, steps=4,
                                           generator=torch.Generator().manual_seed(0))
     assert torch.equal(out, again)
+
+
+def test_sampling_runs_a_bf16_model_loaded_with_from_pretrained(tiny, tmp_path):
+    """diffusers keeps norms/modulation in float32: the compute dtype must come from the model, not its first parameter."""
+    tiny.save_pretrained(tmp_path)
+    bf16 = SparseVideoNavTransformer.from_pretrained(tmp_path, torch_dtype=torch.bfloat16).eval()
+    assert next(bf16.parameters()).dtype == torch.float32 and bf16.dtype == torch.bfloat16
+    _, _, text, _ = inputs()
+    out = sampling.sample_sparse_future(bf16, torch.randn(1, 16, 2, 8, 8), text, None, steps=2,
+                                        generator=torch.Generator().manual_seed(0))
+    assert out.shape == (1, 16, 10, 8, 8) and torch.isfinite(out).all()

@@ -77,10 +77,14 @@ def sample_sparse_future(transformer, reference_latents: torch.Tensor, text_embe
     reference_latents: (B, 16, 2, h, w); text_embeds (B, 512, text_dim); history_tokens (B, N, d) or None.
     Returns (B, 16, 2 + num_future, h, w): the reference (exactly as given) then the future latents.
     """
+    from diffusers.utils.torch_utils import randn_tensor
+
     batch, channels, ref_frames, height, width = reference_latents.shape
-    dtype = next(transformer.parameters()).dtype
-    noise = torch.randn((batch, channels, num_future, height, width), generator=generator,
-                        device=reference_latents.device, dtype=torch.float32)
+    # diffusers' dtype skips the modules it keeps in float32 (norms, modulation, RoPE): the compute dtype.
+    dtype = transformer.dtype
+    # randn_tensor draws on the generator's device (a seeded CPU generator works with a CUDA model).
+    noise = randn_tensor((batch, channels, num_future, height, width), generator=generator,
+                         device=reference_latents.device, dtype=torch.float32)
     latents = torch.cat([reference_latents.float(), noise], dim=2)
     reference = reference_latents.float()
     scheduler = make_scheduler(sampler, steps)
