@@ -210,6 +210,16 @@ def test_sqlite3_bag_and_bag_without_instruction(tmp_path, capsys):
     assert evaluate.main([str(bag), "--instruction", "go", "-p", "require_instruction=true",
                           "--out", str(tmp_path / "r2"), "--no-video"]) == 0
     assert json.loads((tmp_path / "r2" / "summary.json").read_text())["states"] == {"ok": summary["steps"]}
+    # the policy configured from a params file (as params_file:= on the robot), -p on top
+    site = tmp_path / "site.yaml"
+    site.write_text("/**/policy_node:\n  ros__parameters:\n    scripted:\n      require_instruction: true\n"
+                    "      waypoints: [3.0, 0.0, 0.0]\n")
+    assert evaluate.main([str(bag), "--params-file", str(site), "-p", "require_instruction=false",
+                          "--out", str(tmp_path / "r3"), "--no-video"]) == 0
+    summary = json.loads((tmp_path / "r3" / "summary.json").read_text())
+    assert summary["policy_config"]["waypoints"] == [3.0, 0.0, 0.0]
+    assert summary["policy_config"]["require_instruction"] is False and summary["states"] == {"ok": summary["steps"]}
+    assert evaluate.main([str(bag), "--params-file", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "r4")]) == 2
 
 
 # -- clear errors ------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ class Episode:
     start_s: float = 0.0  # where the policy's frames start, seconds into the input
     start_reason: str = "first frame"
     grid_anchor: Optional[float] = None  # virtual first sample that lines the 4 FPS grid up with the recording
-    grid_matches: int = 0  # recorded plan frames the aligned grid samples (of the first ALIGN_FRAMES frames)
+    grid_matches: int = 0  # recorded plan frames the aligned grid samples (of the first bags.ALIGN_FRAMES frames)
 
 
 def bag_events(path: Path, episode: Episode, image_topic: Optional[str], odom_topic: Optional[str],
@@ -601,6 +601,22 @@ def parse_values(items: list[str]) -> dict[str, Any]:
     return values
 
 
+def policy_block(params_file: Path, policy: str) -> dict[str, Any]:
+    """The ``<policy>:`` block of policy_node's parameters in a params YAML (as params_file:= takes it)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(params_file).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"--params-file {params_file}: {error}") from error
+    for key, block in (data.items() if isinstance(data, dict) else ()):
+        if str(key).rstrip("/").split("/")[-1] == "policy_node" and isinstance(block, dict):
+            values = (block.get("ros__parameters") or {}).get(policy)
+            if isinstance(values, dict):
+                return values
+    raise ConfigError(f"--params-file {params_file} has no policy_node block for policy {policy!r}")
+
+
 def default_out(input_path: Path, policy: str) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("reports") / f"{stamp}-{stack.slugify(policy)}-{stack.slugify(input_path.stem) or 'input'}"
@@ -687,7 +703,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--policy", default="scripted", help=f"registered policy ({', '.join(registry.known_policies())})")
     parser.add_argument("--instruction", default="", help="instruction (default: the bag's)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="policy config value (YAML), e.g. -p horizon=3; repeatable")
+                        help="policy config value (YAML), e.g. -p horizon=3; repeatable; over --params-file")
+    parser.add_argument("--params-file", type=Path,
+                        help="params YAML (like params_file:=) whose policy_node '<policy>:' block configures the policy")
     parser.add_argument("--out", type=Path, help="report folder (default reports/<date>-<policy>-<input>)")
     parser.add_argument("--rate", type=float, default=4.0, help="policy frame rate (default 4 FPS, as policy_node)")
     parser.add_argument("--image-topic", help="camera topic when the bag has several")
@@ -712,8 +730,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                     raise ValueError
             except ValueError:
                 raise ConfigError(f"--start must be aligned or seconds >= 0, got {options.start!r}") from None
+        values = policy_block(options.params_file, options.policy) if options.params_file else {}
+        values.update(parse_values(options.param))
         summary = evaluate(options.input, options.policy, out, options.instruction, options.rate,
-                           parse_values(options.param), options.camera_height, options.image_topic,
+                           values, options.camera_height, options.image_topic,
                            options.odom_topic, options.video_fps, options.max_steps, not options.no_video,
                            options.start)
     except (InputError, ConfigError, BagError, PolicyError) as error:
