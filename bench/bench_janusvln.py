@@ -34,6 +34,7 @@ import torch  # noqa: E402
 
 from sparsevideonav_ros.policies.base import Observation  # noqa: E402
 from sparsevideonav_ros.policies.janusvln import models  # noqa: E402
+from sparsevideonav_ros.policies.model_cache import cached_folder  # noqa: E402
 from sparsevideonav_ros.policies.janusvln.configuration_janusvln import JanusVLNConfig  # noqa: E402
 from sparsevideonav_ros.policies.janusvln.policy import JanusVLNPolicy  # noqa: E402
 from sparsevideonav_ros.policies.janusvln.spatial import AggregatorConfig  # noqa: E402
@@ -68,12 +69,13 @@ def cpu_architecture(tokenizer) -> models.Architecture:
 def checkpoint(size: str) -> Path:
     if size == "tiny":
         return models.tiny_checkpoint_dir()
-    folder = models.cache_root() / CPU_VERSION
-    if not (folder / "config.json").is_file():
-        print(f"building the CPU-sized random model once into {folder} ...", flush=True)
-        models.build_tiny_checkpoint(folder, seed=0, tokenizer_from=models.tiny_checkpoint_dir(),
-                                     architecture=cpu_architecture)
-    return folder
+    tokenizer_source = models.tiny_checkpoint_dir()
+
+    def build(folder: Path) -> None:
+        print("building the CPU-sized random model once into the model cache ...", flush=True)
+        models.build_tiny_checkpoint(folder, seed=0, tokenizer_from=tokenizer_source, architecture=cpu_architecture)
+
+    return cached_folder(CPU_VERSION, "config.json", build)
 
 
 class PeakRSS:

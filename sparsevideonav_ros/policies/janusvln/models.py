@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -26,6 +24,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from sparsevideonav_ros.policies.model_cache import cached_folder
 from sparsevideonav_ros.policies.janusvln import checkpoints
 from sparsevideonav_ros.policies.janusvln.checkpoints import CheckpointError
 from sparsevideonav_ros.policies.janusvln.fusion import SpatialMerger, fuse, group_patch_features
@@ -345,24 +344,9 @@ def build_tiny_checkpoint(folder: Path, seed: int = 0, walk_forward: bool = True
     return folder
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("SPARSEVIDEONAV_CACHE", Path.home() / ".cache" / "sparsevideonav_ros"))
-
-
 def tiny_checkpoint_dir() -> Path:
-    """The cached tiny model folder (built once, atomically: parallel processes never see half a folder)."""
-    root = cache_root()
-    target = root / TINY_VERSION
-    if (target / "config.json").is_file():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="janusvln-tiny-", dir=root))
-    build_tiny_checkpoint(staging)
-    try:
-        staging.rename(target)
-    except OSError:  # another process won the race
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    """The cached tiny model folder (built once; see policies/model_cache.py)."""
+    return cached_folder(TINY_VERSION, "config.json", build_tiny_checkpoint)
 
 
 def resolve_checkpoint(checkpoint: str) -> Path:

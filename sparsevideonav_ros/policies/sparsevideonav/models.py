@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 
+from sparsevideonav_ros.policies.model_cache import cached_folder
 from sparsevideonav_ros.policies.sparsevideonav.action_head import ActionHeadConfig, SparseVideoNavActionHead
 from sparsevideonav_ros.policies.sparsevideonav.checkpoints import CheckpointError, load_release_transformer
 from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import TINY, SparseVideoNavConfig
@@ -210,16 +208,5 @@ def build_tiny_models(folder: Path, seed: int = 0) -> Path:
 
 
 def tiny_checkpoint_dir() -> Path:
-    """Cached tiny model set (built once, atomically, so parallel processes never see half a folder)."""
-    root = Path(os.environ.get("SPARSEVIDEONAV_CACHE", Path.home() / ".cache" / "sparsevideonav_ros"))
-    target = root / TINY_VERSION
-    if (target / LAYOUT_FILE).is_file():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="tiny-", dir=root))
-    build_tiny_models(staging)
-    try:
-        staging.rename(target)
-    except OSError:  # another process won the race
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    """Cached tiny model set (built once; see policies/model_cache.py)."""
+    return cached_folder(TINY_VERSION, LAYOUT_FILE, build_tiny_models)
