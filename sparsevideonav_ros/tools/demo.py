@@ -20,8 +20,6 @@ from typing import Optional
 import numpy as np
 
 from sparsevideonav_ros import stack
-from sparsevideonav_ros.core import se2
-from sparsevideonav_ros.core.pose_history import PoseHistory
 
 DEFAULT_INSTRUCTION = "walk forward and stop by the wooden door"
 
@@ -53,18 +51,9 @@ def first_receipt_latencies(plans) -> list[float]:
 
 def anchored_plans(record) -> list[np.ndarray]:
     """Each received plan in the odom frame, anchored at the odometry pose of its frame's stamp."""
-    history = PoseHistory(horizon_s=1e9)
-    for _, stamp, pose, _ in record.odom:
-        history.add(stamp, pose)
-    anchored = []
-    for _, stamp, frame_id, waypoints in record.plans:
-        if len(waypoints) == 0:
-            continue
-        try:
-            anchored.append(se2.compose(history.pose_at(stamp), waypoints))
-        except LookupError:
-            continue
-    return anchored
+    from sparsevideonav_ros.tools.evaluate import anchored
+    return anchored([(stamp, waypoints) for _, stamp, _, waypoints in record.plans],
+                    [(stamp, pose) for _, stamp, pose, _ in record.odom])
 
 
 def summarise(record, duration_s: float, exit_codes: dict[str, int]) -> dict:
@@ -101,17 +90,9 @@ def plot_trajectory(record, path: Path) -> None:
     for i, plan in enumerate(anchored_plans(record)):
         ax.plot(plan[:, 0], plan[:, 1], ".-", color="tab:orange", alpha=0.15, lw=0.8,
                 label="plans (anchored at their frame)" if i == 0 else None)
-    if record.odom:
-        poses = np.array([pose for _, _, pose, _ in record.odom])
-        ax.plot(poses[:, 0], poses[:, 1], "-", color="tab:blue", lw=2, label="driven (odom)")
-        ax.plot(*poses[0, :2], "go", label="start")
-        ax.plot(*poses[-1, :2], "rs", label="end")
-    ax.set_aspect("equal")
-    ax.grid(True, alpha=0.3)
-    ax.set_xlabel("x [m] (odom)")
-    ax.set_ylabel("y [m] (odom)")
-    ax.set_title("Driven trajectory vs plans")
-    ax.legend(loc="best", fontsize=8)
+    from sparsevideonav_ros.tools.evaluate import draw_odometry
+    draw_odometry(ax, np.array([pose for _, _, pose, _ in record.odom]).reshape(-1, 3), "driven (odom)",
+                  "Driven trajectory vs plans")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

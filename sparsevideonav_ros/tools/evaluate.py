@@ -522,6 +522,20 @@ def anchored(plans: list, odometry: list) -> list[np.ndarray]:
     return result
 
 
+def draw_odometry(ax, poses: np.ndarray, label: str, title: str) -> None:
+    """Driven (N, 3) odometry poses with start/end marks on an odom-frame panel (plans drawn before it)."""
+    if len(poses):
+        ax.plot(poses[:, 0], poses[:, 1], "-", color="tab:blue", lw=2, label=label)
+        ax.plot(*poses[0, :2], "go", label="start")
+        ax.plot(*poses[-1, :2], "rs", label="end")
+    ax.set_aspect("equal")
+    ax.grid(True, alpha=0.3)
+    ax.set_xlabel("x [m] (odom)")
+    ax.set_ylabel("y [m] (odom)")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+
+
 def plot_plans(steps: list[Step], episode: Episode, path: Path, policy_name: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -538,16 +552,8 @@ def plot_plans(steps: list[Step], episode: Episode, path: Path, policy_name: str
         for i, plan in enumerate(anchored([(s.stamp, s.waypoints) for s in steps], episode.odometry)):
             ax.plot(plan[:, 0], plan[:, 1], ".-", color="tab:orange", alpha=0.35, lw=1,
                     label=f"{policy_name} plans (at their frame's pose)" if i == 0 else None)
-        poses = np.array([pose for _, pose in episode.odometry])
-        ax.plot(poses[:, 0], poses[:, 1], "-", color="tab:blue", lw=2, label="recorded odometry")
-        ax.plot(*poses[0, :2], "go", label="start")
-        ax.plot(*poses[-1, :2], "rs", label="end")
-        ax.set_aspect("equal")
-        ax.grid(True, alpha=0.3)
-        ax.set_xlabel("x [m] (odom)")
-        ax.set_ylabel("y [m] (odom)")
-        ax.set_title("Plans vs recorded trajectory")
-        ax.legend(loc="best", fontsize=8)
+        draw_odometry(ax, np.array([pose for _, pose in episode.odometry]), "recorded odometry",
+                      "Plans vs recorded trajectory")
     ax = axes[-1]
     colours = plt.cm.viridis(np.linspace(0, 1, max(1, len(steps))))
     for step, colour in zip(steps, colours):
