@@ -237,12 +237,17 @@ def recorded_grid(reader: Reader, path_topic: str, frame_topic: str, rate_hz: fl
     frames: list[tuple[float, int]] = []  # (stamp, bag ns) from the first plan's frame on
     for connection, bag_ns, data in messages(reader, frame_connections):
         stamp = stamp_seconds(decode(data, connection.msgtype, frame_topic).header.stamp)
-        if stamp >= planned[0] - 5e-7:
+        if frames or stamp >= planned[0] - 5e-7:
             frames.append((stamp, bag_ns))
             if len(frames) >= ALIGN_FRAMES:
                 break
-    if not frames:
+    # plans made before the recorder got its first frame (discovery) say nothing about the frames here
+    recorded = {round(f[0], 6) for f in frames}
+    planned = [p for p in planned if round(p, 6) in recorded or p > frames[-1][0] + 5e-7] if frames else []
+    planned = [p for p in planned if p >= frames[0][0] - 5e-7]
+    if not planned:
         return None
+    frames = [f for f in frames if f[0] >= planned[0] - 5e-7]
     anchor, matched = infer_grid_anchor([f[0] for f in frames], planned, rate_hz)
     in_window = sum(1 for p in planned if p <= frames[-1][0] + 5e-7)
     return RecordedGrid(start_ns=frames[0][1], start_stamp=frames[0][0], anchor_stamp=anchor, matched=matched,

@@ -378,6 +378,7 @@ def test_compare_with_recorded_plans():
                 (T0 + 0.5, np.zeros((0, 3))), (T0 + 9.0, np.array([[1.0, 0.0, 0.0]]))]
     result = evaluate.compare_with_recorded(steps, recorded)
     assert result["recorded_plans"] == 4 and result["matched_frames"] == 3 and result["same_stop_or_go"] == 2
+    assert result["recorded_plans_in_span"] == 3  # the one at +9 s is after the last step
     assert result["compared_waypoints"] == 2 and result["within_5cm"] == 2
     assert result["max_position_difference_m"] == pytest.approx(0.03)
     assert result["max_yaw_difference_rad"] == pytest.approx(0.1)

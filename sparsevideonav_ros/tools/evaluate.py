@@ -482,6 +482,10 @@ def compare_with_recorded(steps: list[Step], recorded: list) -> dict:
     if not recorded:
         return {"recorded_plans": 0}
     by_stamp = {stamp_key(stamp): waypoints for stamp, waypoints in recorded}
+    # recorded plans made from frames within the evaluated span (not before the first evaluated frame:
+    # the bag may lack those frames, or --start skipped them)
+    first, last = (stamp_key(steps[0].stamp), stamp_key(steps[-1].stamp)) if steps else (0, -1)
+    in_span = sum(1 for key in by_stamp if first <= key <= last)
     matched, same_state, differences = 0, 0, []
     for step in steps:
         other = by_stamp.get(stamp_key(step.stamp))
@@ -494,7 +498,8 @@ def compare_with_recorded(steps: list[Step], recorded: list) -> dict:
             position = float(np.linalg.norm(other[:, :2] - step.waypoints[:, :2], axis=1).max())
             yaw = float(np.abs(se2.wrap_angle(other[:, 2] - step.waypoints[:, 2])).max())
             differences.append((position, yaw))
-    result = {"recorded_plans": len(recorded), "matched_frames": matched, "same_stop_or_go": same_state,
+    result = {"recorded_plans": len(recorded), "recorded_plans_in_span": in_span, "matched_frames": matched,
+              "same_stop_or_go": same_state,
               "compared_waypoints": len(differences)}
     if differences:
         positions = np.array([d[0] for d in differences])
