@@ -236,7 +236,9 @@ class ProcessSpec:
     log_level: str = "info"
 
     def ros_arguments(self) -> list[str]:
-        """The --ros-args part of the command line (identical to what launch_ros generates)."""
+        """The --ros-args part of the command line: the node, namespace, parameter files, overrides and log level
+        launch_ros sets too (launch_ros passes the overrides through a temporary params file instead of -p
+        and adds `-r __ns:=/` without a namespace)."""
         args = ["--ros-args", "-r", f"__node:={self.node}"]
         if self.namespace:
             args += ["-r", f"__ns:={self.namespace}"]
@@ -257,6 +259,10 @@ def _ros_arg_value(value: object) -> str:
     return str(value)
 
 
+# Severities `--ros-args --log-level` takes (rcutils parses them case-insensitively).
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+
+
 def _parse_bool(text: str, name: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("true", "1", "yes"):
@@ -272,7 +278,10 @@ def normalise_namespace(namespace: str) -> str:
 
 
 def resolve_arguments(launch_name: str, arguments: Optional[dict[str, str]] = None) -> dict[str, str]:
-    """Every launch argument of ``launch_name``: the given values over the defaults; unknown names raise."""
+    """Every launch argument of ``launch_name``: the given values over the defaults; unknown names raise.
+
+    Values that every node would refuse are refused here, before anything starts: ``log_level``.
+    """
     if launch_name not in LAUNCH_FILES:
         raise ValueError(f"unknown launch file {launch_name!r}; known: {sorted(LAUNCH_FILES)}")
     values = {a.name: a.default for a in launch_arguments_for(launch_name)}
@@ -280,6 +289,9 @@ def resolve_arguments(launch_name: str, arguments: Optional[dict[str, str]] = No
         if key not in values:
             raise ValueError(f"unknown launch argument {key!r} for {launch_name}; known: {sorted(values)}")
         values[key] = value
+    if values["log_level"].lower() not in LOG_LEVELS:
+        raise ValueError(f"launch argument log_level:={values['log_level']!r} is not a log level; "
+                         f"known: {', '.join(LOG_LEVELS)} (any case)")
     return values
 
 

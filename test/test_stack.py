@@ -1,8 +1,9 @@
 """The graph description (stack.py) against everything that restates it.
 
-* launch/*.launch.py (run against minimal fake `launch` / `launch_ros` modules) and the pip-only
-  runner (tools/launch.py) start the same processes: same node, namespace, parameter files,
-  overrides and log level;
+* launch/*.launch.py, run against the minimal fake `launch` / `launch_ros` of test/fake_launch.py
+  for a set of launch-argument sets, plan the same processes as the pip-only runner
+  (tools/launch.py): same node, namespace, parameter files, overrides and log level; they refuse
+  what the runner refuses, and every process they start brings the launch down when it fails;
 * params/*.yaml and the config dataclasses hold the same keys, defaults and descriptions;
 * real rclpy: a node declares exactly its config's parameters and the YAML values reach it, also
   in a namespace and from the runner's exact command line;
@@ -23,7 +24,6 @@ import os
 import re
 import runpy
 import sys
-import types
 from pathlib import Path
 from typing import Any, Optional
 
@@ -39,6 +39,8 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
 
+from fake_launch import (install_fake_launch, load_launch_file, process_exit, ros2_bag_installation,  # noqa: E402
+                         run_launch)
 from sparsevideonav_ros import configs, stack  # noqa: E402
 from sparsevideonav_ros.configs import ConfigError  # noqa: E402
 from sparsevideonav_ros.policies import registry  # noqa: E402
@@ -82,121 +84,12 @@ def split_policy_blocks(values: dict) -> tuple[dict, dict]:
 # Launch files and the runner start the same processes
 # =============================================================================================
 
-class FakeLaunchContext:
-    """What LaunchConfiguration.perform reads: the launch configurations (argument values)."""
-
-    def __init__(self, launch_configurations: dict[str, str]) -> None:
-        self.launch_configurations = dict(launch_configurations)
-
-
-def install_fake_launch(monkeypatch) -> types.SimpleNamespace:
-    """Minimal `launch`, `launch.actions`, `launch.substitutions`, `launch_ros.actions` with the
-    real signatures (keyword-only where launch has them), recording what the launch file builds."""
-    launch = types.ModuleType("launch")
-    actions = types.ModuleType("launch.actions")
-    substitutions = types.ModuleType("launch.substitutions")
-    launch_ros = types.ModuleType("launch_ros")
-    launch_ros_actions = types.ModuleType("launch_ros.actions")
-    parameter_descriptions = types.ModuleType("launch_ros.parameter_descriptions")
-
-    class LaunchDescription:
-        def __init__(self, initial_entities=None) -> None:
-            self.entities = list(initial_entities or [])
-
-    class DeclareLaunchArgument:
-        def __init__(self, name, *, default_value=None, description=None, choices=None, **kwargs) -> None:
-            assert not kwargs, f"unexpected DeclareLaunchArgument kwargs {kwargs}"
-            self.name, self.default_value, self.description, self.choices = name, default_value, description, choices
-
-    class OpaqueFunction:
-        def __init__(self, *, function, args=None, kwargs=None) -> None:
-            self.function, self.args, self.kwargs = function, list(args or []), dict(kwargs or {})
-
-        def execute(self, context):
-            return self.function(context, *self.args, **self.kwargs)
-
-    class LaunchConfiguration:
-        def __init__(self, variable_name, *, default=None) -> None:
-            self.variable_name, self.default = variable_name, default
-
-        def perform(self, context) -> str:
-            if self.variable_name in context.launch_configurations:
-                return context.launch_configurations[self.variable_name]
-            if self.default is not None:
-                return self.default
-            raise LookupError(f"launch configuration {self.variable_name!r} does not exist")
-
-    class Node:
-        def __init__(self, *, executable, package=None, name=None, namespace=None, exec_name=None,
-                     parameters=None, remappings=None, ros_arguments=None, arguments=None, **kwargs) -> None:
-            self.kwargs = dict(executable=executable, package=package, name=name, namespace=namespace,
-                               exec_name=exec_name, parameters=parameters, remappings=remappings,
-                               ros_arguments=ros_arguments, arguments=arguments, **kwargs)
-
-    class ParameterValue:
-        def __init__(self, value, *, value_type=None) -> None:
-            self.value, self.value_type = value, value_type
-
-    class ExecuteProcess:
-        KNOWN = {"prefix", "name", "cwd", "env", "additional_env", "shell", "sigterm_timeout", "sigkill_timeout",
-                 "emulate_tty", "output", "output_format", "cached_output", "log_cmd", "on_exit", "respawn",
-                 "respawn_delay"}
-
-        def __init__(self, *, cmd, **kwargs) -> None:
-            assert set(kwargs) <= self.KNOWN, f"unexpected ExecuteProcess kwargs {set(kwargs) - self.KNOWN}"
-            assert all(isinstance(part, str) for part in cmd), cmd
-            self.cmd, self.kwargs = list(cmd), kwargs
-
-    launch.LaunchDescription = LaunchDescription
-    launch.actions, launch.substitutions = actions, substitutions
-    actions.DeclareLaunchArgument, actions.OpaqueFunction = DeclareLaunchArgument, OpaqueFunction
-    actions.ExecuteProcess = ExecuteProcess
-    substitutions.LaunchConfiguration = LaunchConfiguration
-    launch_ros.actions, launch_ros.parameter_descriptions = launch_ros_actions, parameter_descriptions
-    launch_ros_actions.Node = Node
-    parameter_descriptions.ParameterValue = ParameterValue
-    for name, module in (("launch", launch), ("launch.actions", actions), ("launch.substitutions", substitutions),
-                         ("launch_ros", launch_ros), ("launch_ros.actions", launch_ros_actions),
-                         ("launch_ros.parameter_descriptions", parameter_descriptions)):
-        monkeypatch.setitem(sys.modules, name, module)
-    return types.SimpleNamespace(LaunchDescription=LaunchDescription, DeclareLaunchArgument=DeclareLaunchArgument,
-                                 OpaqueFunction=OpaqueFunction, Node=Node, ExecuteProcess=ExecuteProcess)
-
-
-def load_launch_file(launch_name: str):
-    path = LAUNCH_DIR / f"{launch_name}.launch.py"
-    spec = importlib.util.spec_from_file_location(f"_launch_file_{launch_name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.generate_launch_description()
-
-
-def run_launch(fake, description, overrides: dict[str, str], processes: Optional[list] = None) -> list:
-    """Process the description like `ros2 launch`: command-line values first, then declared
-    defaults, then the OpaqueFunction; returns the Node actions (ExecuteProcess actions, the bag
-    recorder and player, go to ``processes`` when given)."""
-    configurations = dict(overrides)
-    nodes = []
-    for entity in description.entities:
-        if isinstance(entity, fake.DeclareLaunchArgument):
-            if entity.name not in configurations and entity.default_value is not None:
-                configurations[entity.name] = entity.default_value
-        elif isinstance(entity, fake.OpaqueFunction):
-            produced = entity.execute(FakeLaunchContext(configurations))
-            for action in produced or []:
-                if isinstance(action, fake.ExecuteProcess):
-                    if processes is not None:
-                        processes.append(action)
-                    continue
-                assert isinstance(action, fake.Node), f"unexpected action {action!r}"
-                nodes.append(action)
-        else:
-            raise AssertionError(f"unexpected launch entity {entity!r}")
-    return nodes
-
-
 @pytest.fixture
-def fake_launch(monkeypatch):
+def fake_launch(monkeypatch, tmp_path_factory):
+    """The fake launch modules, on a ROS install that has `ros2 bag` with the mcap plugin (PATH and
+    AMENT_PREFIX_PATH of this test only)."""
+    for key, value in ros2_bag_installation(tmp_path_factory.mktemp("ros")).items():
+        monkeypatch.setenv(key, value)
     return install_fake_launch(monkeypatch)
 
 
@@ -557,6 +450,118 @@ def test_launch_rejects_what_the_runner_rejects(fake_launch, tmp_path):
         run_launch(fake_launch, load_launch_file("bringup"), {"use_sim_time": "maybe"})
     with pytest.raises(ValueError, match="camera"):
         stack.plan_processes("policy", {"camera": "video"})  # the policy launch file has no camera
+
+
+# -- fail safe: refused arguments, missing `ros2 bag`, processes that exit -------------------------
+
+def base_arguments(launch_name: str, bag: Path) -> dict[str, str]:
+    """What a launch file needs to start at all (a replay needs its bag)."""
+    return {"bag": str(bag)} if "bag" in {a.name for a in stack.launch_arguments_for(launch_name)} else {}
+
+
+@pytest.mark.parametrize("launch_name", sorted(stack.LAUNCH_FILES))
+def test_misspelled_launch_argument_is_refused_with_the_known_ones(fake_launch, launch_name, small_bag, tmp_path,
+                                                                   monkeypatch):
+    base = base_arguments(launch_name, small_bag)
+    known = sorted(a.name for a in stack.launch_arguments_for(launch_name))
+    with pytest.raises(ValueError, match=r"unknown launch argument 'polcy'") as refused:
+        run_launch(fake_launch, load_launch_file(launch_name), dict(base, polcy="scripted"))
+    assert str(known) in str(refused.value)
+    assert fake_launch.Node.created == [] and fake_launch.ExecuteProcess.created == []
+    with pytest.raises(ValueError, match="polcy"):  # the runner refuses it the same way
+        runner.main([launch_name, "polcy:=scripted", *[f"{k}:={v}" for k, v in base.items()]])
+
+    # `ros2 launch path/to/<file>.launch.py polcy:=...` (single-file mode) is judged too
+    argv = ["polcy:=scripted", *[f"{k}:={v}" for k, v in base.items()]]
+    with pytest.raises(ValueError, match="polcy"):
+        run_launch(fake_launch, load_launch_file(launch_name), dict(base, polcy="scripted"), argv=argv,
+                   command_line=["ros2", "launch", str(LAUNCH_DIR / f"{launch_name}.launch.py"), *argv])
+    # launch's own configurations are valid on any command line
+    own = dict(base, sigterm_timeout="10", sigkill_timeout="10", emulate_tty="false")
+    assert [n.kwargs["name"] for n in run_launch(fake_launch, load_launch_file(launch_name), own)] == \
+        list(stack.LAUNCH_FILES[launch_name])
+    # included from another launch file: context.argv holds that file's arguments, not ours to judge
+    monkeypatch.chdir(tmp_path)
+    for parent in (["ros2", "launch", "site_bringup", "site.launch.py", *argv],
+                   ["ros2", "launch", "site_bringup", f"{launch_name}.launch.py", *argv]):
+        nodes = run_launch(fake_launch, load_launch_file(launch_name), base, argv=argv, command_line=parent)
+        assert [n.kwargs["name"] for n in nodes] == list(stack.LAUNCH_FILES[launch_name]), parent
+
+
+def test_log_level_is_validated_by_launch_files_and_runner(fake_launch, small_bag):
+    for launch_name in sorted(stack.LAUNCH_FILES):
+        fake_launch.Node.created.clear()
+        base = base_arguments(launch_name, small_bag)
+        for level in ("verbose", "warning", "", "info,debug"):
+            with pytest.raises(ValueError, match="log_level") as refused:
+                run_launch(fake_launch, load_launch_file(launch_name), dict(base, log_level=level))
+            assert "debug, info, warn, error, fatal" in str(refused.value)
+            with pytest.raises(ValueError, match="log_level"):
+                stack.plan_graph(launch_name, dict(base, log_level=level))
+        assert fake_launch.Node.created == []
+        for level in ("WARN", "Debug", "fatal", "error"):  # ROS takes any case; passed on as typed
+            nodes = run_launch(fake_launch, load_launch_file(launch_name), dict(base, log_level=level))
+            assert {n.kwargs["arguments"][-1] for n in nodes} == {level}
+
+
+@pytest.mark.parametrize("launch_name", sorted(stack.LAUNCH_FILES))
+@pytest.mark.parametrize("installed", ["nothing", "ros2 without rosbag2", "rosbag2 without mcap"])
+def test_record_without_ros2_bag_fails_before_any_node_with_the_install_command(
+        fake_launch, launch_name, installed, small_bag, tmp_path, monkeypatch):
+    packages, with_ros2 = {"nothing": ((), False), "ros2 without rosbag2": ((), True),
+                           "rosbag2 without mcap": (("ros2bag", "rosbag2_storage_sqlite3"), True)}[installed]
+    for key, value in ros2_bag_installation(tmp_path, packages, with_ros2).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ROS_DISTRO", "jazzy")
+    arguments = dict(base_arguments(launch_name, small_bag), record="true", record_dir=str(tmp_path / "bags"))
+    with pytest.raises(RuntimeError, match="record:=true needs `ros2 bag`") as refused:
+        run_launch(fake_launch, load_launch_file(launch_name), arguments, [])
+    assert "sudo apt install ros-jazzy-rosbag2 ros-jazzy-rosbag2-storage-mcap" in str(refused.value)
+    assert "mcap" in str(refused.value)
+    assert fake_launch.Node.created == [] and fake_launch.ExecuteProcess.created == []
+    assert not (tmp_path / "bags").exists()
+    monkeypatch.delenv("ROS_DISTRO")
+    with pytest.raises(RuntimeError, match=re.escape("sudo apt install ros-$ROS_DISTRO-rosbag2 "
+                                                     "ros-$ROS_DISTRO-rosbag2-storage-mcap")):
+        run_launch(fake_launch, load_launch_file(launch_name), arguments, [])
+    # the pip-only runner records with rosbags: unaffected
+    assert isinstance(stack.plan_graph(launch_name, arguments)[0], stack.RecordingSpec)
+    if launch_name != "replay":  # without record:=true nothing needs ros2 bag
+        assert len(run_launch(fake_launch, load_launch_file(launch_name), {})) == len(stack.LAUNCH_FILES[launch_name])
+
+
+def test_replay_without_ros2_bag_fails_before_any_node(fake_launch, small_bag, tmp_path, monkeypatch):
+    for key, value in ros2_bag_installation(tmp_path, ("ros2bag",)).items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(RuntimeError, match="a replay needs `ros2 bag` with the mcap storage plugin"):
+        run_launch(fake_launch, load_launch_file("replay"), {"bag": str(small_bag)})
+    assert fake_launch.Node.created == [] and fake_launch.ExecuteProcess.created == []
+
+
+@pytest.mark.parametrize("launch_name", sorted(stack.LAUNCH_FILES))
+def test_every_launched_process_brings_the_launch_down_when_it_exits(fake_launch, launch_name, small_bag, tmp_path):
+    arguments = dict(base_arguments(launch_name, small_bag), record="true", record_dir=str(tmp_path / "bags"))
+    processes: list = []
+    nodes = run_launch(fake_launch, load_launch_file(launch_name), arguments, processes)
+    names = [p.kwargs["name"] for p in processes]
+    assert names == [stack.RECORDER_NAME] + ([stack.PLAYER_NAME] if launch_name == "replay" else [])
+    for action in nodes + processes:
+        name = action.kwargs["name"]
+        for code in (2, 1, -11, -9):  # refused start, crash, segfault, killed
+            outcome = process_exit(action, code)
+            assert outcome.exit_code == 1 and outcome.shuts_down, (name, code)  # `ros2 launch` exits 1
+            assert f"{name} exited with code {code}" in str(outcome.exception)
+            assert ("FATAL" in str(outcome.exception)) == (code == 2)
+            # also while the launch shuts down: a node that needed a signal to die is reported
+            assert process_exit(action, code, shutting_down=True).exit_code == 1
+        stopped = process_exit(action, 0)  # stopped on its own while the launch runs: the graph goes down
+        assert stopped.exit_code == 0 and [type(a).__name__ for a in stopped.actions] == ["Shutdown"], name
+        if name == stack.PLAYER_NAME:
+            assert "replay finished" in stopped.actions[0].reason
+        else:
+            assert name in stopped.actions[0].reason
+        ended = process_exit(action, 0, shutting_down=True)  # the normal end of Ctrl-C
+        assert ended.exit_code is None and ended.actions == [] and ended.exception is None, name
 
 
 @pytest.mark.parametrize("launch_name", sorted(stack.LAUNCH_FILES))
