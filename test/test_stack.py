@@ -959,12 +959,25 @@ class Endpoint:
     name: Optional[str]  # None: not a string literal
     interface: Optional[str]  # "pkg/msg/Type" from the module's imports, None when unknown
     local_type: Optional[str]
-    qos_topic: Optional[str]  # the literal inside common.topic_qos("...") when used
+    qos_topic: Optional[str]  # the topic whose QoS it uses: the literal in common.topic_qos("..."), or common.subscribe's
+    profiles: tuple[str, ...]  # stack QoS profiles it is created with (common.subscribe: one subscription each)
     line: int
 
 
-CREATE_CALLS = {"create_publisher": ("publisher", 2), "create_subscription": ("subscription", 3),
-                "create_service": ("service", None)}
+# method -> (kind, position of the type argument, position of the QoS argument or None)
+CREATE_CALLS = {"create_publisher": ("publisher", 0, 2), "create_subscription": ("subscription", 0, 3),
+                "create_service": ("service", 0, None),
+                # common.subscribe(self, Type, "topic", callback[, callback_group=...]): one subscription per
+                # profile of stack.TOPICS[topic].subscription_profiles, so its QoS is the stack's by construction
+                "subscribe": ("subscription", 1, None)}
+
+
+def is_create_call(call: ast.AST) -> bool:
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr in CREATE_CALLS):
+        return False
+    if call.func.attr == "subscribe":  # only ours, not some other object's subscribe()
+        return isinstance(call.func.value, ast.Name) and call.func.value.id == "common"
+    return True
 
 
 def scan_node_module(path: Path) -> tuple[str, list[Endpoint]]:
@@ -988,24 +1001,29 @@ def scan_node_module(path: Path) -> tuple[str, list[Endpoint]]:
             node_name = ast.literal_eval(statement.value)
     endpoints = []
     for call in ast.walk(tree):
-        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-                and call.func.attr in CREATE_CALLS):
+        if not is_create_call(call):
             continue
-        kind, qos_index = CREATE_CALLS[call.func.attr]
+        kind, type_index, qos_index = CREATE_CALLS[call.func.attr]
         keywords = {k.arg: k.value for k in call.keywords}
-        type_node = call.args[0] if call.args else keywords.get("msg_type", keywords.get("srv_type"))
-        name_node = call.args[1] if len(call.args) > 1 else keywords.get("topic", keywords.get("srv_name"))
+        type_node = (call.args[type_index] if len(call.args) > type_index
+                     else keywords.get("msg_type", keywords.get("srv_type")))
+        name_node = (call.args[type_index + 1] if len(call.args) > type_index + 1
+                     else keywords.get("topic", keywords.get("srv_name")))
         name = name_node.value if isinstance(name_node, ast.Constant) and isinstance(name_node.value, str) else None
         local_type = type_node.id if isinstance(type_node, ast.Name) else None
-        qos_topic = None
-        if qos_index is not None:
+        qos_topic, profiles = None, ()
+        if call.func.attr == "subscribe":
+            qos_topic = name
+            profiles = stack.TOPICS[name].subscription_profiles if name in stack.TOPICS else ()
+        elif qos_index is not None:
             qos_node = call.args[qos_index] if len(call.args) > qos_index else keywords.get("qos_profile")
             if (isinstance(qos_node, ast.Call) and isinstance(qos_node.func, ast.Attribute)
                     and qos_node.func.attr == "topic_qos" and qos_node.args
                     and isinstance(qos_node.args[0], ast.Constant)):
                 qos_topic = qos_node.args[0].value
+                profiles = (stack.TOPICS[qos_topic].qos,) if qos_topic in stack.TOPICS else ()
         endpoints.append(Endpoint(node=node_name, kind=kind, name=name, interface=imports.get(local_type),
-                                  local_type=local_type, qos_topic=qos_topic, line=call.lineno))
+                                  local_type=local_type, qos_topic=qos_topic, profiles=profiles, line=call.lineno))
     return node_name, endpoints
 
 
@@ -1047,6 +1065,13 @@ def test_node_topics_and_services_are_in_the_stack(module_name):
             topic = stack.TOPICS[endpoint.name]
             assert endpoint.interface == topic.msg_type, f"{where}: {endpoint.interface} vs {topic.msg_type}"
             assert endpoint.qos_topic == endpoint.name, f"{where}: QoS must be common.topic_qos({endpoint.name!r})"
+            # A user-facing input subscribed with its publisher profile alone (create_subscription + topic_qos)
+            # would miss the publishers of other QoS (a latched reader never matches `ros2 topic pub` on Jazzy).
+            expected = (topic.qos,) if endpoint.kind == "publisher" else topic.subscription_profiles
+            assert endpoint.profiles == expected, (
+                f"{where}: {endpoint.kind} of {endpoint.name!r} with QoS {endpoint.profiles}, stack.TOPICS says "
+                f"{expected}" + (f"; subscribe it with common.subscribe(self, {endpoint.local_type}, "
+                                 f"{endpoint.name!r}, callback)" if endpoint.kind == "subscription" else ""))
             role = topic.publishers if endpoint.kind == "publisher" else topic.subscribers
             assert node_name in role, f"{where}: stack.TOPICS[{endpoint.name!r}] does not list {node_name} " \
                                       f"as a {endpoint.kind}"
@@ -1063,6 +1088,7 @@ def test_stack_roles_are_implemented_by_the_nodes():
         created |= {(node_name, e.kind, e.name) for e in endpoints}
     for topic in stack.TOPICS.values():
         assert topic.qos in stack.QOS_PROFILES, topic.name
+        assert topic.subscription_profiles and set(topic.subscription_profiles) <= set(stack.QOS_PROFILES), topic.name
         assert not topic.name.startswith("/"), f"{topic.name}: stack topics are relative (namespaced)"
         import_interface(topic.msg_type)
         for node in topic.publishers:

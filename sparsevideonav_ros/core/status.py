@@ -6,6 +6,7 @@ Plain Python (no rclpy): the nodes feed it with a monotonic clock and publish ``
 from __future__ import annotations
 
 import math
+import threading
 from typing import Optional
 
 # Levels as in diagnostic_msgs/DiagnosticStatus (OK, WARN, ERROR), so nodes can publish them as they are.
@@ -32,7 +33,7 @@ class ErrorLog:
         errors.clear_cause("link")                            # link back: OK once hold_s has passed
 
     ``now`` is any monotonic clock in seconds (time.monotonic()); use the same one for every call.
-    Not thread-safe: call it from one thread, or under the caller's lock.
+    Thread-safe: workers report while the status timer reads.
     """
 
     def __init__(self, hold_s: float = ERROR_HOLD_S) -> None:
@@ -43,30 +44,35 @@ class ErrorLog:
         self.reported_at: Optional[float] = None
         self.count = 0
         self._causes: dict[str, str] = {}  # active cause -> its latest message
+        self._lock = threading.Lock()
 
     def report(self, message: str, now: float, cause: Optional[str] = None) -> None:
         """Record an error. With ``cause``, the error lasts until ``clear_cause(cause)`` (plus hold_s)."""
-        self.message = message
-        self.reported_at = now
-        self.count += 1
-        if cause is not None:
-            self._causes[cause] = message
+        with self._lock:
+            self.message = message
+            self.reported_at = now
+            self.count += 1
+            if cause is not None:
+                self._causes[cause] = message
 
     def clear_cause(self, cause: str) -> bool:
         """The condition behind ``cause`` is over; True if it was active. Its last report still holds."""
-        return self._causes.pop(cause, None) is not None
+        with self._lock:
+            return self._causes.pop(cause, None) is not None
 
     @property
     def active_causes(self) -> tuple[str, ...]:
-        return tuple(sorted(self._causes))
+        with self._lock:
+            return tuple(sorted(self._causes))
 
     def age_s(self, now: float) -> Optional[float]:
         """Seconds since the latest error, None if there was none."""
         return None if self.reported_at is None else max(now - self.reported_at, 0.0)
 
     def is_error(self, now: float) -> bool:
-        age = self.age_s(now)
-        return bool(self._causes) or (age is not None and age < self.hold_s)
+        with self._lock:
+            age = self.age_s(now)
+            return bool(self._causes) or (age is not None and age < self.hold_s)
 
     def level(self, now: float) -> int:
         return ERROR if self.is_error(now) else OK
@@ -74,6 +80,7 @@ class ErrorLog:
     def values(self, now: float) -> dict[str, str]:
         """Status key/values: ``last_error`` (latest message, '' if none), ``last_error_age_s`` ('' if
         none), ``active_errors`` (active causes, comma-separated) and ``errors`` (reports so far)."""
-        age = self.age_s(now)
-        return {"last_error": self.message, "last_error_age_s": "" if age is None else f"{age:.1f}",
-                "active_errors": ", ".join(self.active_causes), "errors": str(self.count)}
+        with self._lock:
+            age = self.age_s(now)
+            return {"last_error": self.message, "last_error_age_s": "" if age is None else f"{age:.1f}",
+                    "active_errors": ", ".join(sorted(self._causes)), "errors": str(self.count)}

@@ -7,6 +7,7 @@ is compensated. Stops on: empty path, stale path, stale odometry, reached end, b
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -16,6 +17,7 @@ from nav_msgs.msg import Odometry, Path
 from sparsevideonav_ros.configs import ControllerNodeConfig
 from sparsevideonav_ros.core import se2
 from sparsevideonav_ros.core.pose_history import PoseHistory
+from sparsevideonav_ros.core.status import ErrorLog
 from sparsevideonav_ros.core.tracking import PathTracker, TrackerGains, TrackerLimits
 from sparsevideonav_ros.nodes import common, convert
 
@@ -38,14 +40,16 @@ class ControllerNode(common.StackNode):
         self.tracker = tracker_from_config(self.config)
         self.odometry = PoseHistory(horizon_s=self.config.odom_history_s)
         self.state = "no_plan"
-        self.last_error = ""
+        # latest error, its age, ERROR only while recent (core/status.py), on the monotonic clock
+        self.errors = ErrorLog()
         self.plans = 0
         self.plan_stamp = math.nan
         self.cmd_pub = self.create_publisher(Twist, "cmd_vel", common.topic_qos("cmd_vel"))
         self.status_pub = self.create_publisher(DiagnosticArray, "controller/status",
                                                 common.topic_qos("controller/status"))
         self.create_subscription(Path, "policy/path", self.on_path, common.topic_qos("policy/path"))
-        self.create_subscription(Odometry, "odom", self.on_odom, common.topic_qos("odom"))
+        # a user-facing input: one subscription per QoS profile, so every odometry publisher matches
+        common.subscribe(self, Odometry, "odom", self.on_odom)
         self.period_s = 1.0 / self.config.rate_hz
         self.last_control_s: float | None = None
         self.create_timer(self.period_s, self.control)
@@ -55,7 +59,7 @@ class ControllerNode(common.StackNode):
         try:
             self.odometry.add(common.stamp_to_seconds(msg.header.stamp), convert.pose_from_odometry_msg(msg))
         except ValueError as error:  # non-finite odometry: keep the last good poses, say why
-            self.get_logger().error(f"odometry rejected: {error}", throttle_duration_sec=1.0)
+            self.fail(f"odometry rejected: {error}")
 
     def on_path(self, msg: Path) -> None:
         stamp = common.stamp_to_seconds(msg.header.stamp)
@@ -80,7 +84,7 @@ class ControllerNode(common.StackNode):
         self.control()
 
     def fail(self, message: str) -> None:
-        self.last_error = message
+        self.errors.report(message, time.monotonic())
         self.get_logger().error(message, throttle_duration_sec=1.0)
 
     def control(self) -> None:
@@ -106,9 +110,11 @@ class ControllerNode(common.StackNode):
 
     def publish_status(self) -> None:
         now = common.now_seconds(self)
-        level = common.OK if self.state in ("tracking", "arrived") else common.WARN
+        monotonic_now = time.monotonic()
+        level = max(common.OK if self.state in ("tracking", "arrived") else common.WARN,
+                    self.errors.level(monotonic_now))
         values = {"state": self.state, "plans": self.plans, "plan_age_s": f"{now - self.plan_stamp:.3f}",
-                  "odometry_samples": len(self.odometry), "last_error": self.last_error}
+                  "odometry_samples": len(self.odometry), **self.errors.values(monotonic_now)}
         self.status_pub.publish(common.diagnostics(self, NAME, level, self.state, values))
 
     def on_shutdown(self) -> None:

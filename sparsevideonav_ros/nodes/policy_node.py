@@ -21,8 +21,10 @@ from std_srvs.srv import Trigger
 
 from sparsevideonav_ros.configs import ConfigError, PolicyNodeConfig
 from sparsevideonav_ros.core import images
+from sparsevideonav_ros.core.copies import CopyFilter
 from sparsevideonav_ros.core.frame_sampler import FrameSampler
 from sparsevideonav_ros.core.pose_history import PoseHistory
+from sparsevideonav_ros.core.status import ErrorLog
 from sparsevideonav_ros.nodes import common, convert
 from sparsevideonav_ros.policies import registry
 from sparsevideonav_ros.policies.base import Observation, Plan, PolicyError
@@ -46,9 +48,16 @@ class PolicyNode(common.StackNode):
         self.pending: collections.deque[Observation] = collections.deque(maxlen=self.config.max_pending_frames)
         self.wake = threading.Event()
         self.closing = False
-        self.counters = collections.Counter(
-            {key: 0 for key in ("frames_in", "frames_rejected", "frames_sampled", "plans", "errors")})
-        self.last_error = ""
+        self.counters = collections.Counter({key: 0 for key in (
+            "frames_in", "frames_rejected", "frames_sampled", "plans", "instructions", "instruction_copies")})
+        # latest error, its age, ERROR only while recent (core/status.py); on the monotonic clock, so a
+        # paused /clock (replay) cannot keep an old error alive
+        self.errors = ErrorLog()
+        # An instruction arrives once per subscription that matches its publisher (up to three copies, see
+        # stack.LATCHED_INPUT): the same text within core/copies.COPY_WINDOW_S (2 s) of the last one taken
+        # from the topic is a copy and ignored; the same text sent later is taken again (JanusVLN goes on
+        # after it stopped, SparseVideoNav re-plans).
+        self.instruction_copies = CopyFilter()
         self.last_plan: Optional[Plan] = None
         self.last_published_preview: Optional[Plan] = None
         self.last_latency_s = float("nan")
@@ -64,8 +73,9 @@ class PolicyNode(common.StackNode):
                                      common.topic_qos("camera/image_raw/compressed"))
         else:
             self.create_subscription(Image, "camera/image_raw", self.on_raw, common.topic_qos("camera/image_raw"))
-        self.create_subscription(String, "instruction", self.on_instruction, common.topic_qos("instruction"))
-        self.create_subscription(Odometry, "odom", self.on_odom, common.topic_qos("odom"))
+        # user-facing inputs: one subscription per QoS profile, so every publisher a user has matches
+        common.subscribe(self, String, "instruction", self.on_instruction)
+        common.subscribe(self, Odometry, "odom", self.on_odom)
         self.create_service(Trigger, "policy/reset", self.on_reset)
         self.add_on_set_parameters_callback(self.on_parameters)
         self.create_timer(1.0 / self.config.status_rate_hz, self.publish_status)
@@ -79,8 +89,7 @@ class PolicyNode(common.StackNode):
 
     # -- inputs ---------------------------------------------------------------------------
     def report_error(self, message: str) -> None:
-        self.last_error = message
-        self.counters["errors"] += 1
+        self.errors.report(message, time.monotonic())
         self.get_logger().error(message, throttle_duration_sec=1.0)
 
     def on_compressed(self, msg: CompressedImage) -> None:
@@ -128,9 +137,12 @@ class PolicyNode(common.StackNode):
         try:
             self.odometry.add(common.stamp_to_seconds(msg.header.stamp), convert.pose_from_odometry_msg(msg))
         except ValueError as error:  # non-finite odometry: keep the last good poses, say why
-            self.get_logger().error(f"odometry rejected: {error}", throttle_duration_sec=1.0)
+            self.report_error(f"odometry rejected: {error}")
 
     def on_instruction(self, msg: String) -> None:
+        if self.instruction_copies.is_copy(msg.data, time.monotonic()):
+            self.counters["instruction_copies"] += 1
+            return
         self.set_instruction(msg.data)
 
     def set_instruction(self, text: str) -> bool:
@@ -140,13 +152,14 @@ class PolicyNode(common.StackNode):
         except PolicyError as error:
             self.report_error(f"instruction refused: {error}")
             return False
+        self.counters["instructions"] += 1
         self.get_logger().info(f"instruction: {text.strip()!r}")
         return True
 
     def on_parameters(self, parameters) -> SetParametersResult:
         for parameter in parameters:
             if parameter.name == "instruction" and not self.set_instruction(str(parameter.value)):
-                return SetParametersResult(successful=False, reason=self.last_error)
+                return SetParametersResult(successful=False, reason=self.errors.message)
             if parameter.name == "policy":
                 return SetParametersResult(successful=False, reason="policy is chosen at start; relaunch with policy:=")
         return SetParametersResult(successful=True)
@@ -215,12 +228,13 @@ class PolicyNode(common.StackNode):
     # -- status ---------------------------------------------------------------------------
     def publish_status(self) -> None:
         state = self.last_plan.state if self.last_plan else "waiting_frames"
-        level = common.ERROR if self.last_error else common.OK
+        now = time.monotonic()
+        level = self.errors.level(now)
         values = {
             "policy": self.policy.name, "state": state, "instruction": self.policy.instruction,
             "latency_ms": f"{self.last_latency_s * 1e3:.1f}", "compute_ms": f"{self.last_compute_s * 1e3:.1f}",
             "history_length": self.policy.history_length, "pending_frames": len(self.pending),
-            "last_error": self.last_error, **{k: v for k, v in sorted(self.counters.items())},
+            **self.errors.values(now), **{k: v for k, v in sorted(self.counters.items())},
             **{f"{name.removesuffix('_s')}_ms": f"{seconds * 1e3:.1f}"
                for name, seconds in (self.last_plan.timings_s.items() if self.last_plan else ())},
         }

@@ -80,13 +80,25 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 # -- sections ---------------------------------------------------------------------------------
 
+def topic_qos_cell(topic: stack.Topic) -> str:
+    """The profile our publishers use, and the profiles our subscribers use when they differ from it."""
+    if topic.subscription_profiles == (topic.qos,):
+        return topic.qos
+    return f"{topic.qos}; subscribed as {' + '.join(topic.subscription_profiles)}"
+
+
 def topics_section() -> list[str]:
-    rows = [[code(t.name), code(t.msg_type), t.qos, cell(names(t.publishers)), cell(names(t.subscribers)),
+    rows = [[code(t.name), code(t.msg_type), topic_qos_cell(t), cell(names(t.publishers)), cell(names(t.subscribers)),
              cell(t.description)] for t in stack.TOPICS.values()]
     return (["### Topics", "",
              "Names are relative: they resolve inside the launch argument `namespace` (one robot per namespace). "
              "QoS: `sensor_data` = best effort, keep last 5; `reliable` = reliable, keep last 10; "
-             "`latched` = reliable + transient local, keep last 1.", ""]
+             "`latched` = reliable + transient local, keep last 1; `best_effort` = best effort, keep last 10. "
+             "Inputs anyone may publish are subscribed once per listed profile, so a publisher of any reliability "
+             "and durability matches (`ros2 topic pub` on Humble, Jazzy or Kilted, a default rclpy publisher): "
+             "a subscription that is reliable never matches a best-effort publisher, and one that is transient "
+             "local never matches a volatile publisher. A message that reaches a node through two of them is "
+             "handled once.", ""]
             + table(["Topic", "Type", "QoS", "Publishers", "Subscribers", "Description"], rows))
 
 

@@ -4,8 +4,9 @@
 
 What `record:=true` starts in the process runner (tools/launch.py); launch files start
 `ros2 bag record -s mcap` over the same topics (stack.plan_recording). Every topic is subscribed
-with serialized messages (no decode) and the stack's QoS, so latched topics (instruction, estop)
-are recorded whenever they are published, also before the recorder started. Each message is
+with serialized messages (no decode) and the QoS profiles the stack's nodes subscribe it with
+(recorder_profiles), so the bag holds what the nodes receive, from publishers of any QoS: latched
+inputs (instruction, estop) also when published before the recorder started. Each message is
 written with its receive time on the node clock (sim time under use_sim_time; like
 `ros2 bag record --use-sim-time`, nothing is written before the first /clock). SIGINT/SIGTERM
 close the bag: the MCAP summary and metadata.yaml are written, so the bag reads everywhere.
@@ -16,6 +17,7 @@ import argparse
 import collections
 import importlib
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -23,12 +25,26 @@ from rclpy.utilities import remove_ros_args
 
 from sparsevideonav_ros import bags, stack
 from sparsevideonav_ros.configs import ConfigError
+from sparsevideonav_ros.core.copies import CopyFilter
 from sparsevideonav_ros.nodes import common
 
 
 def message_type(msg_type: str):
     package, kind, name = msg_type.split("/")
     return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+def recorder_profiles(topic: stack.Topic) -> tuple[str, ...]:
+    """The QoS profiles the recorder subscribes ``topic`` with: those of the stack's nodes.
+
+    No single profile records everything a latched input's subscribers receive: only a latched
+    (transient local) subscription gets the value a Humble `ros2 topic pub` held before the recorder
+    started, and it never matches a volatile publisher (`ros2 topic pub` on Jazzy/Kilted) nor, being
+    reliable, a best-effort one. So the recorder subscribes as the nodes do and writes each message
+    once: a publisher matching several of the subscriptions delivers copies, dropped like the policy
+    node drops instruction copies (core/copies.CopyFilter on the serialized bytes).
+    """
+    return topic.subscription_profiles
 
 
 class BagRecorder(common.StackNode):
@@ -48,11 +64,16 @@ class BagRecorder(common.StackNode):
         self.connections = {}
         self.counts: collections.Counter = collections.Counter()
         self.before_clock = 0
+        self.copies: dict[str, CopyFilter] = {}  # topics subscribed more than once
         for topic, known in resolved:
-            # raw=True: the callback gets the CDR bytes as they came off the wire
-            self.create_subscription(message_type(known.msg_type), topic,
-                                     lambda data, topic=topic, known=known: self.on_message(topic, known, data),
-                                     common.qos(known.qos), raw=True)
+            profiles = recorder_profiles(known)
+            if len(profiles) > 1:
+                self.copies[topic] = CopyFilter()
+            for profile in profiles:
+                # raw=True: the callback gets the CDR bytes as they came off the wire
+                self.create_subscription(message_type(known.msg_type), topic,
+                                         lambda data, topic=topic, known=known: self.on_message(topic, known, data),
+                                         common.qos(profile), raw=True)
         # Subscriptions first (discovery starts), then the message definitions (~0.2 s) now rather than in
         # the first message's callback while messages queue up, then the bag folder.
         bags.typestore()
@@ -63,6 +84,9 @@ class BagRecorder(common.StackNode):
         self.get_logger().info(f"recording {len(resolved)} topics to {output} ({storage})")
 
     def on_message(self, topic: str, known: stack.Topic, data: bytes) -> None:
+        copies = self.copies.get(topic)
+        if copies is not None and copies.is_copy(bytes(data), time.monotonic()):
+            return
         stamp_ns = self.get_clock().now().nanoseconds
         if stamp_ns <= 0:  # use_sim_time and no /clock yet
             self.before_clock += 1
