@@ -17,11 +17,12 @@ COPY_WINDOW_S = 2.0
 
 
 class CopyFilter:
-    """``is_copy(key, now)``: True for a message equal to the last one taken less than ``window_s`` ago.
+    """``is_copy(key, now)``: True for a message equal to the previous one, received less than ``window_s`` before.
 
-    The key is what makes two messages the same (the instruction text, the serialized bytes). A
-    message taken starts a new window; copies do not extend it, so the same value re-sent after the
-    window is taken again however often it was repeated in between. ``now``: a monotonic clock (s).
+    The key is what makes two messages the same (the instruction text, the serialized bytes). Copies
+    extend the window: a publisher that repeats one value (`ros2 topic pub` without --once, 1 Hz)
+    gives one message, not one every ``window_s``; the same value sent again after ``window_s`` of
+    silence is a new message. ``now``: a monotonic clock (s).
     """
 
     def __init__(self, window_s: float = COPY_WINDOW_S) -> None:
@@ -34,7 +35,6 @@ class CopyFilter:
     def is_copy(self, key: Hashable, now: float) -> bool:
         with self._lock:
             last = self._last
-            if last is not None and last[0] == key and now - last[1] < self.window_s:
-                return True
+            copy = last is not None and last[0] == key and now - last[1] < self.window_s
             self._last = (key, now)
-            return False
+            return copy

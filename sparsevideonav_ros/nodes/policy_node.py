@@ -54,9 +54,9 @@ class PolicyNode(common.StackNode):
         # paused /clock (replay) cannot keep an old error alive
         self.errors = ErrorLog()
         # An instruction arrives once per subscription that matches its publisher (up to three copies, see
-        # stack.LATCHED_INPUT): the same text within core/copies.COPY_WINDOW_S (2 s) of the last one taken
-        # from the topic is a copy and ignored; the same text sent later is taken again (JanusVLN goes on
-        # after it stopped, SparseVideoNav re-plans).
+        # stack.LATCHED_INPUT): the same text less than core/copies.COPY_WINDOW_S (2 s) after the previous one
+        # is a copy and ignored (so is a publisher repeating it at 1 Hz); the same text sent again after a
+        # pause is taken again (JanusVLN goes on after it stopped, SparseVideoNav re-plans).
         self.instruction_copies = CopyFilter()
         self.last_plan: Optional[Plan] = None
         self.last_published_preview: Optional[Plan] = None
