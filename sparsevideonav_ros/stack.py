@@ -66,7 +66,8 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
           "Planned waypoints in plan_frame (robot body at the frame's stamp), stamped with that frame's "
           "capture stamp; an empty path means stop."),
     Topic("policy/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", ("policy_node",), (),
-          "Policy name, state, latency, history length, last error."),
+          "Policy name, state, latency, history length, instructions taken, latest error and its age (level ERROR "
+          "while errors are recent, see core/status.py)."),
     Topic("policy/future", "sensor_msgs/msg/Image", "sensor_data", ("policy_node",), (),
           "rgb8 mosaic of what the policy imagines (SparseVideoNav: the generated sparse future, T+1..T+20 s), "
           "stamped like its path; built only when someone subscribes (RViz/Foxglove)."),
@@ -75,7 +76,7 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
     Topic("cmd_vel", "geometry_msgs/msg/Twist", "reliable", ("controller_node",), ("go2_bridge_node",),
           "Body velocity command (m/s, rad/s)."),
     Topic("controller/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", ("controller_node",), (),
-          "Tracking state (tracking, arrived, stale, no_odom...), target index, plan age."),
+          "Tracking state (tracking, arrived, stale, no_odom...), target index, plan age, latest error and its age."),
     Topic("estop", "std_msgs/msg/Bool", "latched", (), ("go2_bridge_node",),
           "True engages the latched e-stop; release only through the estop/release service."),
     Topic("go2/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", ("go2_bridge_node",), (),
