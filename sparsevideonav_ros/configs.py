@@ -226,11 +226,30 @@ class BridgeNodeConfig:
     go2_timeout_s: float = param(1.0, "unitree/go2: SportClient timeout (s): no subscriber -> 3102, no answer -> 3104.")
     go2_state_timeout_s: float = param(0.5, "unitree/go2: error status and zero command when no rt/sportmodestate "
                                        "arrived for this long (s).")
+    go2_link_timeout_s: float = param(0.8, "unitree/go2: error status and zero command when the sport service "
+                                      "answered no request-reply probe for this long (s); Move itself gets no reply.")
+    go2_move_states: list = param([100, 1013, 1015, 1016, 1017, 2010],
+                                  "unitree/go2: SportModeState_.error_code values (the sport state machine on "
+                                  "firmware >= V1.1.6) in which Move is sent: Agile, Balance Standing, Regular "
+                                  "Walk/Run, Endurance, Classic. In any other state (Standing Lock 1002 after "
+                                  "StandUp, Damping, Crouch, Sit, ...) the bridge sends no Move and says why.")
+    go2_auto_balance_stand: bool = param(False, "unitree/go2: when a velocity command arrives while the robot is in "
+                                         "Standing Lock (after StandUp), call BalanceStand once by itself.")
+    odom_position_stddev_m: float = param(0.05, "Standard deviation of the odometry x/y position (m); z, roll and "
+                                          "pitch are not measured (variance 1e6).")
+    odom_yaw_stddev_rad: float = param(0.05, "Standard deviation of the odometry yaw (rad).")
+    odom_velocity_stddev_mps: float = param(0.05, "Standard deviation of the odometry body vx/vy (m/s).")
+    odom_yaw_rate_stddev_radps: float = param(0.05, "Standard deviation of the odometry yaw rate (rad/s).")
 
     def __post_init__(self) -> None:
         check_choices(self)
         _positive(self, "rate_hz", "cmd_timeout_s", "max_vx", "max_vy", "max_wz", "go2_timeout_s",
-                  "go2_state_timeout_s")
+                  "go2_state_timeout_s", "go2_link_timeout_s", "odom_position_stddev_m", "odom_yaw_stddev_rad",
+                  "odom_velocity_stddev_mps", "odom_yaw_rate_stddev_radps")
+        if not self.go2_move_states or not all(isinstance(code, int) and not isinstance(code, bool)
+                                               for code in self.go2_move_states):
+            raise ConfigError(f"go2_move_states must be a non-empty list of integer error_code values, got "
+                              f"{self.go2_move_states!r}")
         if not 0 <= self.go2_domain_id <= 232:
             raise ConfigError(f"go2_domain_id must be a DDS domain id in 0..232, got {self.go2_domain_id}")
         if not re.fullmatch(r"[A-Za-z0-9_.:@-]{1,64}", self.go2_network_interface):

@@ -146,3 +146,18 @@ def test_shutdown_command():
 def test_bad_timeout():
     with pytest.raises(ValueError):
         SafetyWatchdog(cmd_timeout_s=0.0)
+
+
+def test_command_expiry_is_the_instant_the_command_times_out():
+    w = SafetyWatchdog(cmd_timeout_s=0.5)
+    assert w.command_expiry() is None  # nothing stored: nothing to wake up for
+    w.on_cmd(10.0, 0.2, 0.0, 0.0)
+    assert w.command_expiry() == pytest.approx(10.5)
+    assert w.output(10.499).state == "moving" and w.output(10.5).state == "timeout"
+    w.on_cmd(10.2, 0.2, 0.0, 0.0)
+    assert w.command_expiry() == pytest.approx(10.7)  # each command pushes the bound
+    w.engage_estop("test")
+    assert w.command_expiry() is None  # e-stopped: no command can move the robot
+    w.release_estop()
+    w.on_cmd(11.0, NAN, 0.0, 0.0)
+    assert w.command_expiry() is None  # rejected

@@ -138,6 +138,14 @@ class SafetyWatchdog:
             return self._emit(0.0, 0.0, 0.0, "zero")
         return self._emit(vx, vy, wz, "moving")
 
+    def command_expiry(self) -> float | None:
+        """Time (s, the on_cmd clock) at which the stored command times out; None when no command
+        could move the robot (none stored, rejected, or e-stop engaged). The bridge wakes at this
+        instant, so the stop goes out at the bound rather than at the next control tick."""
+        if self.estopped or self._cmd is None or self._rejected:
+            return None
+        return self._cmd_stamp + self.cmd_timeout_s
+
     def shutdown_command(self) -> SafeCommand:
         """Zero command with stop_edge=True, to send once when the bridge exits."""
         self._last_nonzero = False

@@ -27,6 +27,19 @@ ACTIONS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
+class MotionBlocker:
+    """Why the robot does not take velocity commands now.
+
+    reason: for people ("Standing Lock (error_code 1002): joints locked after StandUp; call go2/balance_stand").
+    remedy: the action that makes it walkable again when the bridge may run it by itself (Go2 Standing Lock:
+    'balance_stand', see go2_auto_balance_stand), else None.
+    """
+
+    reason: str
+    remedy: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class RobotState:
     """stamp s; pose (3,) x m, y m, yaw rad in odom; velocity (3,) vx, vy m/s, wz rad/s in the body frame."""
 
@@ -60,6 +73,11 @@ class RobotBackend(abc.ABC):
     def health(self, now: float) -> str:
         """'' while the robot is reachable; else what is wrong (the bridge then stops and reports it)."""
         return ""
+
+    def motion_blocker(self, now: float) -> Optional["MotionBlocker"]:
+        """None while the robot would execute a velocity command; else why it would not (the bridge then
+        sends no velocity and says why in go2/status)."""
+        return None
 
     @abc.abstractmethod
     def run_action(self, action: str, now: float) -> "Future[str]":

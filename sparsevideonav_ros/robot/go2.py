@@ -1,12 +1,22 @@
 """A real Unitree Go2 over unitree_sdk2py: SportClient for motion, rt/sportmodestate for odometry.
 
-No rclpy here. The SDK blocks for up to its timeout when the robot does not answer (Move waits for
-a subscriber, request/response calls for the reply), so every SDK call runs on one worker thread:
-the bridge's control loop and services never wait on the network. Calls run in order; a queued
-Move is replaced by a newer one and dropped by a stop, so the robot never gets a stale velocity.
+No rclpy here. Every SDK call can block: a request-reply call (StopMove, StandUp, ...) waits up to
+its timeout for the answer, and any call waits up to its timeout for a subscriber. So nothing the
+bridge calls here touches the network; three threads do, each with its own SportClient:
+  * motion: the newest velocity as Move (no-reply, fire-and-forget). A stop is a zero Move first,
+    so the stop reaches the robot at once even while a posture call waits for a silent robot;
+  * calls:  request-reply calls in order (StopMove jumps the queue): postures and the StopMove that
+    follows every zero Move;
+  * probe:  the RPC framework's api-version request every link_timeout_s / 4 with a short timeout.
+    Move gets no reply, so without it a dead sport service looks healthy while state still flows.
 Every non-zero SDK return code is reported by name (3102 RPC_ERR_CLIENT_SEND, 3104
 RPC_ERR_CLIENT_API_TIMEOUT, ...): as the future's RobotError for service actions, and through
 take_errors() for background calls (Move, StopMove).
+
+Readiness (firmware >= V1.1.6 reports the sport state machine in SportModeState_.error_code; the
+table is in docs/go2.md): Move is sent only once a state has arrived and only in the states of
+``move_states``. StandUp leaves the robot in Standing Lock (1002), where Move is ignored until
+BalanceStand; motion_blocker() says so and names the remedy.
 
 State convention (Go2 sport mode): position (x, y, z) and velocity (vx, vy, vz) in the odometry
 frame, yaw from imu_state.rpy[2], yaw_speed = body yaw rate. Odometry twist is body-frame, so the
@@ -26,13 +36,28 @@ from typing import Callable, Optional
 import numpy as np
 
 from sparsevideonav_ros.robot import unitree_sdk
-from sparsevideonav_ros.robot.base import ACTIONS, RobotBackend, RobotError, RobotState
+from sparsevideonav_ros.robot.base import ACTIONS, MotionBlocker, RobotBackend, RobotError, RobotState
 
 STATE_TOPIC = "rt/sportmodestate"
+# SportModeState_.error_code = the sport state machine (Motion Services Interface V2.0, firmware >= V1.1.6)
+ROBOT_STATES: dict[int, str] = {
+    100: "Agile", 1001: "Damping", 1002: "Standing Lock", 1004: "Crouch", 1006: "Greet/dance action",
+    1007: "Sit", 1013: "Balance Standing", 1015: "Regular Walk", 1016: "Regular Run", 1017: "Endurance",
+    2006: "Crouch", 2010: "Classic", 2011: "Handstand/flip action", 2012: "Handstand/flip action",
+    2013: "Handstand/flip action", 2014: "Handstand/flip action", 2016: "Cross Step", 2017: "Upright",
+}
+# States that take Move (derived from the V2.0 table, not stated by Unitree: walking and balanced states).
+DEFAULT_MOVE_STATES: tuple[int, ...] = (100, 1013, 1015, 1016, 1017, 2010)
+STANDING_LOCK = 1002
 # action -> SportClient method
 SPORT_METHODS = {"stand_up": "StandUp", "stand_down": "StandDown", "balance_stand": "BalanceStand",
                  "damp": "Damp", "stop_move": "StopMove"}
 _INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
+
+
+def state_name(error_code: int) -> str:
+    """'Standing Lock (error_code 1002)'; codes outside the table keep their number."""
+    return f"{ROBOT_STATES.get(error_code, 'unknown state')} (error_code {error_code})"
 
 
 def network_interfaces() -> list[str]:
@@ -59,42 +84,58 @@ def state_from_message(msg) -> tuple[np.ndarray, np.ndarray, dict]:
     pose = np.array([float(msg.position[0]), float(msg.position[1]), yaw])
     info = {"robot_mode": int(msg.mode), "gait_type": int(msg.gait_type), "body_height": round(float(msg.body_height), 3),
             "robot_error_code": int(msg.error_code), "progress": round(float(msg.progress), 3),
+            "robot_state": ROBOT_STATES.get(int(msg.error_code), "unknown"),
             "roll": round(float(msg.imu_state.rpy[0]), 4), "pitch": round(float(msg.imu_state.rpy[1]), 4),
             "foot_force": list(int(f) for f in msg.foot_force)}
     return pose, velocity, info
 
 
 class Go2Robot(RobotBackend):
-    """SportClient + SportModeState subscriber on ``network_interface`` / ``domain_id``.
+    """SportClients + SportModeState subscriber on ``network_interface`` / ``domain_id``.
 
     Args:
         network_interface: NIC on the robot's network ('lo' for the fake Go2 in tests).
         domain_id: DDS domain of the robot's channels (a Go2 uses 0).
-        timeout_s: SportClient timeout: no subscriber -> 3102, no answer -> 3104 after this long.
+        timeout_s: request-reply timeout of posture calls and StopMove: no answer -> 3104 after this long.
         state_timeout_s: health() reports an error when no state arrived for this long.
+        link_timeout_s: health() reports an error when the sport service answered no probe for this long.
+        move_states: error_code values in which Move is sent (DEFAULT_MOVE_STATES).
         clock: monotonic seconds (injectable for tests of the bookkeeping).
     """
 
     name = "unitree"
+    # A no-reply Move waits this long at most for the robot's request reader (SDK Write polls every 0.1 s):
+    # when the sport service is gone, the motion thread fails fast instead of stalling the next stop.
+    MOVE_SEND_TIMEOUT_S = 0.1
 
     def __init__(self, network_interface: str, domain_id: int = 0, timeout_s: float = 1.0,
-                 state_timeout_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
-        if not timeout_s > 0 or not state_timeout_s > 0:
-            raise ValueError(f"timeout_s and state_timeout_s must be > 0, got {timeout_s}, {state_timeout_s}")
+                 state_timeout_s: float = 0.5, link_timeout_s: float = 0.8,
+                 move_states: tuple[int, ...] = DEFAULT_MOVE_STATES, clock: Callable[[], float] = time.monotonic) -> None:
+        if not timeout_s > 0 or not state_timeout_s > 0 or not link_timeout_s > 0:
+            raise ValueError(f"timeouts must be > 0, got {timeout_s}, {state_timeout_s}, {link_timeout_s}")
         self.network_interface, self.domain_id = network_interface, int(domain_id)
         self.timeout_s, self.state_timeout_s = float(timeout_s), float(state_timeout_s)
+        self.link_timeout_s = float(link_timeout_s)
+        self.move_states = frozenset(int(code) for code in move_states)
         self._clock = clock
-        self._client = None
         self._subscriber = None
+        self._clients: dict[str, object] = {}
         self._state_lock = threading.Lock()
         self._latest: Optional[tuple[np.ndarray, np.ndarray, dict]] = None
         self._latest_received: Optional[float] = None
         self.states_received = 0
         self._started_at: Optional[float] = None
-        self._ops: collections.deque = collections.deque()
-        self._cv = threading.Condition()
+        # One lock, one condition per SDK thread: a velocity update wakes only the motion thread.
+        self._lock = threading.Lock()
+        self._motion_cv = threading.Condition(self._lock)  # motion
+        self._calls_cv = threading.Condition(self._lock)
+        self._probe_cv = threading.Condition(self._lock)
+        self._velocity: Optional[tuple[float, float, float]] = None  # newest velocity not yet sent
+        self._calls: collections.deque = collections.deque()  # (action, future or None)
+        self._probe_ok_at: Optional[float] = None
+        self._probe_error = "no reply yet"
         self._errors: collections.deque = collections.deque(maxlen=100)
-        self._worker: Optional[threading.Thread] = None
+        self._threads: list[threading.Thread] = []
         self._closing = False
         self.moves_sent = 0
         self.calls: collections.Counter = collections.Counter()  # SDK calls made, by method name
@@ -109,26 +150,38 @@ class Go2Robot(RobotBackend):
             raise RobotError(str(error)) from error
         self._subscriber = sdk.ChannelSubscriber(STATE_TOPIC, sdk.SportModeState_)
         self._subscriber.Init(self._on_state, 10)
-        client = sdk.SportClient()
-        client.SetTimeout(self.timeout_s)
-        client.Init()
-        self._client = client
+        for role, timeout in (("motion", self.MOVE_SEND_TIMEOUT_S), ("calls", self.timeout_s),
+                              ("probe", self.link_timeout_s / 2)):
+            client = sdk.SportClient()
+            client.SetTimeout(timeout)
+            client.Init()
+            self._clients[role] = client
         self._started_at = self._clock()
-        self._worker = threading.Thread(target=self._work, name="go2_sdk_calls", daemon=True)
-        self._worker.start()
+        for target, name in ((self._motion_loop, "go2_motion"), (self._call_loop, "go2_calls"),
+                             (self._probe_loop, "go2_probe")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def close(self) -> None:
-        """Send what is queued (the final StopMove), then stop the worker; bounded by the SDK timeout."""
-        worker = self._worker
-        if worker is None:
+        """Send what is queued (the final zero Move and StopMove), then stop the threads; bounded by the
+        SDK timeout."""
+        if not self._threads:
             return
-        with self._cv:
+        with self._lock:
             self._closing = True
-            self._drop_queued_moves()
-            self._ops.append(("close", None, None))
-            self._cv.notify()
-        worker.join(timeout=2 * self.timeout_s + 1.0)
-        self._worker = None
+            kept = collections.deque()
+            for action, future in self._calls:  # only the final stop still goes out
+                if action == "stop_move" and future is None:
+                    kept.append((action, future))
+                elif future is not None:
+                    future.set_exception(RobotError(f"go2/{action} not sent: the bridge is shutting down"))
+            self._calls = kept
+            for condition in (self._motion_cv, self._calls_cv, self._probe_cv):
+                condition.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=2 * self.timeout_s + 1.0)
+        self._threads = []
         if self._subscriber is not None:
             self._subscriber.Close()
             self._subscriber = None
@@ -153,16 +206,37 @@ class Go2Robot(RobotBackend):
     def health(self, now: float) -> str:
         if self._started_at is None:
             return "Go2 backend not started"
+        problems = []
+        clock = self._clock()
         age = self.state_age()
         if age is None:
-            waited = self._clock() - self._started_at
-            if waited < self.state_timeout_s:
-                return ""
-            return (f"no robot state: nothing on {STATE_TOPIC} for {waited:.1f} s (interface "
-                    f"{self.network_interface}, domain {self.domain_id}); is the Go2 on and connected?")
-        if age >= self.state_timeout_s:
-            return f"robot state lost: last {STATE_TOPIC} {age:.2f} s ago (timeout {self.state_timeout_s} s)"
-        return ""
+            waited = clock - self._started_at
+            if waited >= self.state_timeout_s:
+                problems.append(f"no robot state: nothing on {STATE_TOPIC} for {waited:.1f} s (interface "
+                                f"{self.network_interface}, domain {self.domain_id}); is the Go2 on and connected?")
+        elif age >= self.state_timeout_s:
+            problems.append(f"robot state lost: last {STATE_TOPIC} {age:.2f} s ago (timeout {self.state_timeout_s} s)")
+        with self._lock:
+            answered_at, probe_error = self._probe_ok_at, self._probe_error
+        silent_for = clock - (answered_at if answered_at is not None else self._started_at)
+        if silent_for >= self.link_timeout_s:
+            problems.append(f"sport service not answering: no reply to the api-version probe for {silent_for:.1f} s "
+                            f"(last: {probe_error}); Move is fire-and-forget, so nothing is commanded")
+        return "; ".join(problems)
+
+    def motion_blocker(self, now: float) -> Optional[MotionBlocker]:
+        with self._state_lock:
+            latest = self._latest
+        if latest is None:
+            return MotionBlocker(f"waiting for the first {STATE_TOPIC}: no Move before the robot's state is known")
+        code = latest[2]["robot_error_code"]
+        if code in self.move_states:
+            return None
+        if code == STANDING_LOCK:
+            return MotionBlocker(f"robot in {state_name(code)}: joints locked after StandUp, Move is ignored; "
+                                 f"call go2/balance_stand (or set go2_auto_balance_stand)", remedy="balance_stand")
+        return MotionBlocker(f"robot in {state_name(code)}, which does not take Move (go2_move_states: "
+                             f"{sorted(self.move_states)}); call go2/balance_stand")
 
     def read_state(self, now: float) -> Optional[RobotState]:
         with self._state_lock:
@@ -175,10 +249,10 @@ class Go2Robot(RobotBackend):
                           healthy=age < self.state_timeout_s, seq=seq,
                           info={**info, "state_age_s": round(age, 3), "states_received": seq})
 
-    # -- commands (queued for the worker thread) -------------------------------------------------
+    # -- commands (handed to the SDK threads; never block) ---------------------------------------
 
     def _require_started(self) -> None:
-        if self._client is None or self._worker is None:
+        if not self._threads:
             raise RobotError("Go2 backend not started (or already closed)")
 
     def send_velocity(self, vx: float, vy: float, wz: float, now: float) -> None:
@@ -186,21 +260,23 @@ class Go2Robot(RobotBackend):
         values = (float(vx), float(vy), float(wz))
         if not all(math.isfinite(v) for v in values):
             raise RobotError(f"refusing non-finite velocity {values}")
-        with self._cv:
-            if self._closing:
-                return
-            if self._ops and self._ops[-1][0] == "move":
-                self._ops[-1] = ("move", values, None)  # only the newest velocity matters
-            else:
-                self._ops.append(("move", values, None))
-            self._cv.notify()
+        with self._state_lock:
+            if self._latest is None:
+                return  # no Move before the first robot state: we do not know the robot can take it
+        with self._motion_cv:
+            if not self._closing:
+                self._velocity = values  # only the newest velocity matters
+                self._motion_cv.notify_all()
 
     def stop(self, now: float) -> None:
+        """Zero Move now (no-reply: reaches the robot whatever the call thread waits on), then StopMove."""
         self._require_started()
-        with self._cv:
-            self._drop_queued_moves()
-            self._ops.append(("call", "stop_move", None))
-            self._cv.notify()
+        with self._lock:
+            self._velocity = (0.0, 0.0, 0.0)
+            if not any(action == "stop_move" and future is None for action, future in self._calls):
+                self._calls.appendleft(("stop_move", None))
+            self._motion_cv.notify_all()
+            self._calls_cv.notify_all()
 
     def run_action(self, action: str, now: float) -> "Future[str]":
         future: Future = Future()
@@ -212,20 +288,21 @@ class Go2Robot(RobotBackend):
         except RobotError as error:
             future.set_exception(error)
             return future
-        with self._cv:
+        with self._lock:
             if action in ("stop_move", "stand_down", "damp"):
-                self._drop_queued_moves()
-            self._ops.append(("call", action, future))
-            self._cv.notify()
+                self._velocity = None  # a velocity about to be sent must not follow them
+            self._calls.append((action, future))
+            self._calls_cv.notify_all()
         return future
 
-    def _drop_queued_moves(self) -> None:
-        self._ops = collections.deque(op for op in self._ops if op[0] != "move")
-
     def stats(self) -> dict:
-        calls = dict(self.calls)  # copy: the worker thread updates it
+        calls = dict(self.calls)  # copy: the SDK threads update it
+        with self._lock:
+            answered_at = self._probe_ok_at
         return {"sdk_calls": " ".join(f"{name}={count}" for name, count in sorted(calls.items())) or "none",
-                "moves_sent": self.moves_sent}
+                "moves_sent": self.moves_sent,
+                "sport_service_answered_s_ago": ("never" if answered_at is None
+                                                 else round(self._clock() - answered_at, 2))}
 
     def take_errors(self) -> list[str]:
         errors = []
@@ -236,25 +313,57 @@ class Go2Robot(RobotBackend):
     def _record_error(self, message: str) -> None:
         self._errors.append(message)
 
-    # -- worker ---------------------------------------------------------------------------------
+    # -- SDK threads ----------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _motion_loop(self) -> None:
         while True:
-            with self._cv:
-                while not self._ops:
-                    self._cv.wait()
-                kind, payload, future = self._ops.popleft()
-            if kind == "close":
+            with self._motion_cv:
+                while self._velocity is None and not self._closing:
+                    self._motion_cv.wait()
+                velocity, self._velocity = self._velocity, None
+            if velocity is not None:
+                self._call("motion", "Move", velocity, None)
+            elif self._closing:
                 return
-            if kind == "move":
-                self._call("Move", payload, None)
-            else:
-                self._call(SPORT_METHODS[payload], (), future)
 
-    def _call(self, method: str, args: tuple, future: Optional[Future]) -> None:
+    def _call_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._calls and not self._closing:
+                    self._calls_cv.wait()
+                if not self._calls:
+                    return  # closing, and everything queued has been sent
+                action, future = self._calls.popleft()
+            self._call("calls", SPORT_METHODS[action], (), future)
+
+    def _probe_loop(self) -> None:
+        period = self.link_timeout_s / 4
+        client = self._clients["probe"]
+        while True:
+            started = self._clock()
+            # Client._CallBase, not the public GetServerApiVersion: that one prints a line on every failure,
+            # i.e. several per second for as long as the robot is away.
+            try:
+                code, _ = client._CallBase(unitree_sdk.API_ID_API_VERSION, "{}", 0, 0)  # noqa: SLF001
+            except Exception as error:  # a broken DDS participant raises
+                code, error_text = None, repr(error)
+            else:
+                error_text = unitree_sdk.code_name(code)
+            self.calls["probe"] += 1
+            with self._lock:
+                if code == 0:
+                    self._probe_ok_at = self._clock()
+                else:
+                    self._probe_error = error_text
+                while not self._closing and self._clock() < started + period:
+                    self._probe_cv.wait(started + period - self._clock())
+                if self._closing:
+                    return
+
+    def _call(self, role: str, method: str, args: tuple, future: Optional[Future]) -> None:
         described = f"{method}({', '.join(f'{a:.3f}' for a in args)})"
         try:
-            code = getattr(self._client, method)(*args)
+            code = getattr(self._clients[role], method)(*args)
         except Exception as error:  # the SDK raises from DDS on a broken participant
             message = f"{described} raised {error!r}"
             code = None

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 from sparsevideonav_ros.core import se2
-from sparsevideonav_ros.robot.base import ACTIONS, RobotBackend, RobotError, RobotState
+from sparsevideonav_ros.robot.base import ACTIONS, MotionBlocker, RobotBackend, RobotError, RobotState
 
 
 class SimRobot(RobotBackend):
@@ -56,6 +56,12 @@ class SimRobot(RobotBackend):
         # A Go2's StopMove halts within its gait cycle; the sim halts at once so tests bound the stop tightly.
         self.velocity = np.zeros(3)
         self.stop_count += 1
+
+    def motion_blocker(self, now: float) -> Optional[MotionBlocker]:
+        if self.posture in ("stand_down", "damp"):
+            return MotionBlocker(f"sim robot is lying down ({self.posture}): velocity commands do nothing; "
+                                 f"call go2/balance_stand")
+        return None
 
     def read_state(self, now: float) -> RobotState:
         self._advance(now)

@@ -43,6 +43,12 @@ RETURN_CODES: dict[int, str] = {
 }
 
 
+RPC_ERR_CLIENT_SEND, RPC_ERR_CLIENT_API_TIMEOUT, RPC_ERR_SERVER_API_PARAMETER = 3102, 3104, 3204
+# The RPC framework's own request (unitree_sdk2py rpc/internal.py RPC_API_ID_INTERNAL_API_VERSION): every
+# Server answers it itself, without touching the robot, which makes it the harmless request-reply probe.
+API_ID_API_VERSION = 1
+
+
 def code_name(code: int) -> str:
     """'3102 RPC_ERR_CLIENT_SEND'; unknown codes keep their number ('1234 UNKNOWN_CODE')."""
     return f"{code} {RETURN_CODES.get(code, 'UNKNOWN_CODE')}"
@@ -63,6 +69,7 @@ def load() -> types.SimpleNamespace:
         sport_api = importlib.import_module("unitree_sdk2py.go2.sport.sport_api")
         rpc_server = importlib.import_module("unitree_sdk2py.rpc.server")
         go_msgs = importlib.import_module("unitree_sdk2py.idl.unitree_go.msg.dds_")
+        api_msgs = importlib.import_module("unitree_sdk2py.idl.unitree_api.msg.dds_")
         defaults = importlib.import_module("unitree_sdk2py.idl.default")
     except ImportError as error:
         raise SdkUnavailable(f"unitree_sdk2py does not import ({error}); {INSTALL_HINT}") from error
@@ -74,6 +81,7 @@ def load() -> types.SimpleNamespace:
         Server=rpc_server.Server,
         sport_api=sport_api,
         SportModeState_=go_msgs.SportModeState_,
+        Request_=api_msgs.Request_,
         default_sport_mode_state=defaults.unitree_go_msg_dds__SportModeState_,
     )
 

@@ -64,7 +64,11 @@ class GraphMonitor(common.StackNode):
 
     def on_status(self, topic: str, msg: DiagnosticArray) -> None:
         with self.lock:
-            self.record.status[topic] = common.diagnostic_values(msg)
+            # '_level' / '_message': the DiagnosticStatus level (0 OK, 1 WARN, 2 ERROR) and message
+            level = msg.status[0].level if msg.status else b"\x00"
+            self.record.status[topic] = {**common.diagnostic_values(msg),
+                                         "_level": level[0] if isinstance(level, bytes) else int(level),
+                                         "_message": msg.status[0].message if msg.status else ""}
 
     def send_instruction(self, text: str) -> None:
         self.instruction_pub.publish(String(data=text))
