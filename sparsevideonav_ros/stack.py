@@ -24,7 +24,18 @@ PACKAGE = "sparsevideonav_ros"
 #   sensor_data: best effort, keep last 5 (frames: a late frame is worthless, never block Wi-Fi)
 #   reliable:    reliable, keep last 10
 #   latched:     reliable + transient local, keep last 1 (late joiners get the last value)
-QOS_PROFILES = ("sensor_data", "reliable", "latched")
+#   best_effort: best effort, keep last 10 (a subscription with it matches every publisher)
+QOS_PROFILES = ("sensor_data", "reliable", "latched", "best_effort")
+# How a subscription matches the publishers users have (ROS 2 QoS compatibility): a RELIABLE reader never
+# matches a BEST_EFFORT writer, a TRANSIENT_LOCAL reader never matches a VOLATILE writer (`ros2 topic pub`
+# on Jazzy/Kilted and a default rclpy publisher are RELIABLE + VOLATILE; Humble's `ros2 topic pub` is
+# TRANSIENT_LOCAL). A user-facing input is therefore subscribed once per profile it needs:
+#   latched   - the last value of a TRANSIENT_LOCAL publisher that was there before us (e-stop latch);
+#   reliable  - reliable delivery from any RELIABLE publisher, VOLATILE or TRANSIENT_LOCAL;
+#   best_effort - anything else (BEST_EFFORT publishers).
+# The same message may then arrive more than once; every handler of such a topic is idempotent.
+LATCHED_INPUT = ("latched", "reliable", "best_effort")
+STREAM_INPUT = ("best_effort",)  # a stream (cmd_vel, odom): any publisher, newest sample wins
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,12 @@ class Topic:
     publishers: tuple[str, ...]
     subscribers: tuple[str, ...]
     description: str
+    # QoS profiles our subscribers create (one subscription each); empty = the topic's own ``qos``.
+    subscriber_qos: tuple[str, ...] = ()
+
+    @property
+    def subscription_profiles(self) -> tuple[str, ...]:
+        return self.subscriber_qos or (self.qos,)
 
 
 @dataclass(frozen=True)
@@ -57,9 +74,10 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
     Topic("camera/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", ("camera_node",), (),
           "Camera state (streaming, reconnecting), frames, skipped stale frames, reconnects, last error."),
     Topic("instruction", "std_msgs/msg/String", "latched", (), ("policy_node",),
-          "Navigation instruction in natural language, e.g. 'walk forward and stop by the wooden door'."),
+          "Navigation instruction in natural language, e.g. 'walk forward and stop by the wooden door'.",
+          LATCHED_INPUT),
     Topic("odom", "nav_msgs/msg/Odometry", "reliable", ("go2_bridge_node",), ("policy_node", "controller_node"),
-          "Robot pose in odom and body velocity."),
+          "Robot pose in odom and body velocity.", STREAM_INPUT),
     Topic("odom/transform", "geometry_msgs/msg/TransformStamped", "reliable", ("go2_bridge_node",), (),
           "odom -> base_link transform as a message (also on /tf when tf2_msgs is installed)."),
     Topic("policy/path", "nav_msgs/msg/Path", "reliable", ("policy_node",), ("controller_node",),
@@ -74,11 +92,11 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
     Topic("policy/future/compressed", "sensor_msgs/msg/CompressedImage", "sensor_data", ("policy_node",), (),
           "JPEG of policy/future, for viewing and recording across Wi-Fi."),
     Topic("cmd_vel", "geometry_msgs/msg/Twist", "reliable", ("controller_node",), ("go2_bridge_node",),
-          "Body velocity command (m/s, rad/s)."),
+          "Body velocity command (m/s, rad/s).", STREAM_INPUT),
     Topic("controller/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", ("controller_node",), (),
           "Tracking state (tracking, arrived, stale, no_odom...), target index, plan age, latest error and its age."),
     Topic("estop", "std_msgs/msg/Bool", "latched", (), ("go2_bridge_node",),
-          "True engages the latched e-stop; release only through the estop/release service."),
+          "True engages the latched e-stop; release only through the estop/release service.", LATCHED_INPUT),
     Topic("go2/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", ("go2_bridge_node",), (),
           "Bridge state (moving, idle, timeout, estop, rejected, robot_error), backend health, robot state "
           "(mode, gait, body height, error code), SDK errors by name."),
