@@ -64,10 +64,19 @@ def test_plan_is_in_the_body_frame_at_the_frame_stamp():
     assert plan.stamp == 0.25
 
 
-def test_scripted_needs_odometry():
-    policy = registry.make_policy("scripted")
-    with pytest.raises(PolicyError, match="odometry"):
-        policy.step(Observation(stamp=0.0, rgb=FRAME))
+def test_frames_before_odometry_wait_for_it_and_the_route_starts_at_the_first_pose():
+    policy = registry.make_policy("scripted", {"waypoints": [1.0, 0.0, 0.0]})
+    for k in range(3):  # frames arrive before the first odometry: stand still, no error
+        plan = policy.step(Observation(stamp=0.25 * k, rgb=FRAME))
+        assert plan.state == "waiting_odometry" and len(plan.waypoints) == 0 and plan.stamp == 0.25 * k
+    assert policy.route_progress == (0, 1)
+    plan = policy.step(Observation(stamp=1.0, rgb=FRAME, odom_pose=np.array([2.0, 3.0, 0.0])))
+    assert plan.state == "ok"
+    np.testing.assert_allclose(plan.waypoints, [[1.0, 0.0, 0.0]], atol=1e-9)  # relative to the first known pose
+    # odometry lost mid-route (no pose at the frame's stamp): stand still again, progress kept
+    assert policy.step(Observation(stamp=1.25, rgb=FRAME)).state == "waiting_odometry"
+    plan = policy.step(Observation(stamp=1.5, rgb=FRAME, odom_pose=np.array([2.5, 3.0, 0.0])))
+    np.testing.assert_allclose(plan.waypoints, [[0.5, 0.0, 0.0]], atol=1e-9)
 
 
 def test_waits_for_instruction_when_asked():

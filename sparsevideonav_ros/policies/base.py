@@ -38,7 +38,9 @@ class Observation:
             raise PolicyError(f"observation rgb must be (H, W, 3) uint8, got {self.rgb.shape} {self.rgb.dtype}")
 
 
-PLAN_STATES = ("ok", "warming_up", "done", "waiting_instruction")
+# waiting_odometry: the policy needs the robot pose at the frame's stamp (Observation.odom_pose) and has
+# none yet (frames arrive before the first odometry): it stands still until odometry comes, no error.
+PLAN_STATES = ("ok", "warming_up", "done", "waiting_instruction", "waiting_odometry")
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """`scripted`: drive a fixed route of waypoints, for bring-up and controller tuning.
 
-The route is given relative to where the robot stands at the first observation after a reset
-(e.g. a 1 m square), so it needs odometry (``Observation.odom_pose``). Every plan holds the
+The route is given relative to where the robot stands at the first observation with odometry
+after a reset (e.g. a 1 m square), so it needs odometry (``Observation.odom_pose``; without it the
+plan stands still in state ``waiting_odometry``). Every plan holds the
 remaining route in the robot body frame at the frame's stamp, so it is used exactly like a
 learned policy's output and exercises the same delay compensation in the controller.
 """
@@ -61,10 +62,12 @@ class ScriptedPolicy(Policy):
         self._frames = 0
 
     def observe(self, observation: Observation) -> None:
-        if observation.odom_pose is None:
-            raise PolicyError("the scripted policy needs odometry at the frame's stamp (topic 'odom')")
         self._latest = observation
         self._frames += 1
+        if observation.odom_pose is None:
+            # Frames before the first odometry (or with none at their stamp) are normal at start-up:
+            # plan() stands still in state waiting_odometry; the route starts at the first known pose.
+            return
         if self._start_pose is None:
             self._start_pose = np.asarray(observation.odom_pose, dtype=float)
         route_odom = se2.compose(self._start_pose, self._route)
@@ -81,6 +84,8 @@ class ScriptedPolicy(Policy):
         if self._latest is None:
             raise PolicyError("plan() before any observation")
         stamp = self._latest.stamp
+        if self._latest.odom_pose is None:
+            return Plan.stand_still(stamp, "waiting_odometry")
         if self.config.require_instruction and not self.instruction:
             return Plan.stand_still(stamp, "waiting_instruction")
         if self._next_index >= len(self._route):
