@@ -74,9 +74,15 @@ def check_command_line(launch_name: str, argv: Sequence[str]) -> None:
     """ValueError (with the known names) for a `name:=value` item that is not an argument of ``launch_name``."""
     given = {}
     for item in argv:
-        name, separator, value = str(item).partition(":=")
-        if separator and name not in LAUNCH_OWN_ARGUMENTS:
-            given[name] = value
+        # ros2launch passes the items as typed ('name:=value'); a caller of LaunchService may pass pairs
+        if isinstance(item, tuple) and len(item) == 2:
+            name, value = item
+        else:
+            name, separator, value = str(item).partition(":=")
+            if not separator:
+                continue
+        if name not in LAUNCH_OWN_ARGUMENTS:
+            given[str(name)] = str(value)
     stack.resolve_arguments(launch_name, given)
 
 

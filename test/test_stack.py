@@ -476,6 +476,10 @@ def test_misspelled_launch_argument_is_refused_with_the_known_ones(fake_launch, 
     with pytest.raises(ValueError, match="polcy"):
         run_launch(fake_launch, load_launch_file(launch_name), dict(base, polcy="scripted"), argv=argv,
                    command_line=["ros2", "launch", str(LAUNCH_DIR / f"{launch_name}.launch.py"), *argv])
+    with pytest.raises(ValueError, match="polcy"):  # argv as (name, value) pairs, from a LaunchService caller
+        run_launch(fake_launch, load_launch_file(launch_name), dict(base, polcy="scripted"),
+                   argv=[("polcy", "scripted"), *base.items()], command_line=["ros2", "launch", stack.PACKAGE,
+                                                                              f"{launch_name}.launch.py"])
     # launch's own configurations are valid on any command line
     own = dict(base, sigterm_timeout="10", sigkill_timeout="10", emulate_tty="false")
     assert [n.kwargs["name"] for n in run_launch(fake_launch, load_launch_file(launch_name), own)] == \
