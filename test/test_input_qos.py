@@ -90,15 +90,25 @@ def node(ros_context):
     test_node.destroy_node()
 
 
-def matched_publisher(node: Node, msg_type, topic: str, profile: str, expected: int):
-    """A publisher with a user's QoS, once all ``expected`` subscriptions of the graph match it."""
-    publisher = node.create_publisher(msg_type, topic, PUBLISHER_QOS[profile])
-    assert wait_until(lambda: publisher.get_subscription_count() == expected, DISCOVERY_S, node), \
-        f"{topic} ({profile}): {publisher.get_subscription_count()} matching subscriptions, expected {expected}"
-    # Matched on our side; the readers' side of discovery can lag a little (a best-effort message sent to
-    # a reader that does not know us yet is lost, which is DDS, not the stack).
-    spin_for(node, 0.5)
-    return publisher
+def matched_publishers(node: Node, types: dict, profile: str) -> dict:
+    """{topic: publisher} with a user's QoS, once every subscription of the graph that should match does."""
+    publishers = {topic: node.create_publisher(msg_type, topic, PUBLISHER_QOS[profile])
+                  for topic, msg_type in types.items()}
+    expected = {topic: subscriptions_matching(topic, PUBLISHER_QOS[profile]) for topic in types}
+
+    def counts() -> dict:
+        return {topic: publisher.get_subscription_count() for topic, publisher in publishers.items()}
+    assert wait_until(lambda: counts() == expected, DISCOVERY_S, node), \
+        f"{profile}: matching subscriptions {counts()}, expected {expected}"
+    # Matched on our side; the readers' side of discovery can lag a little. A reliable writer repeats a
+    # message until each matched reader has it; a best-effort one sent to a reader that does not know it
+    # yet is lost (DDS, not the stack): give those readers a longer moment.
+    spin_for(node, 1.0 if PUBLISHER_QOS[profile].reliability == BEST_EFFORT else 0.3)
+    return publishers
+
+
+def matched_publisher(node: Node, msg_type, topic: str, profile: str):
+    return matched_publishers(node, {topic: msg_type}, profile)[topic]
 
 
 def odometry_now(node: Node, x: float = 0.0) -> Odometry:
@@ -132,15 +142,14 @@ def test_an_instruction_published_once_reaches_the_policy_from_every_publisher_q
         profiles = ("best_effort_volatile", "best_effort_transient_local", "reliable_volatile",
                     "reliable_transient_local")
         for profile in profiles:
-            copies = subscriptions_matching("instruction", PUBLISHER_QOS[profile])
-            publisher = matched_publisher(node, String, "instruction", profile, copies)
+            publisher = matched_publisher(node, String, "instruction", profile)
             taken = int(status()["instructions"])
             text = f"walk to the wooden door ({profile})"
             publisher.publish(String(data=text))
             assert wait_until(lambda: status()["instruction"] == text, 10.0, node), (profile, status())
             # the copies through the other subscriptions arrive within milliseconds: give them a second
             spin_for(node, 1.0)
-            assert int(status()["instructions"]) == taken + 1, (profile, copies, status())
+            assert int(status()["instructions"]) == taken + 1, (profile, status())
             if profile != profiles[-1]:
                 node.destroy_publisher(publisher)
         # the same instruction sent again later is a new instruction (JanusVLN goes on after it stopped)
@@ -167,8 +176,7 @@ def test_odometry_reaches_the_controller_from_every_publisher_qos_and_bad_odomet
     try:
         assert wait_until(lambda: state() == "no_odom", DISCOVERY_S, node), logs(tmp_path)
         for profile in sorted(PUBLISHER_QOS):
-            publisher = matched_publisher(node, Odometry, "odom", profile,
-                                          subscriptions_matching("odom", PUBLISHER_QOS[profile]))
+            publisher = matched_publisher(node, Odometry, "odom", profile)
             assert publish_until(node, publisher, lambda: odometry_now(node), lambda: state() != "no_odom", 15.0), \
                 (profile, watch.values("controller/status"))
             node.destroy_publisher(publisher)
@@ -178,8 +186,7 @@ def test_odometry_reaches_the_controller_from_every_publisher_qos_and_bad_odomet
         # Non-finite odometry: ERROR with the message while recent, then no longer ERROR (good odometry goes
         # on) once ERROR_HOLD_S has passed, the message and its age still readable. Without a plan the
         # controller's own level is WARN, so "no longer ERROR" is the return to normal here.
-        publisher = matched_publisher(node, Odometry, "odom", "reliable_volatile",
-                                      subscriptions_matching("odom", PUBLISHER_QOS["reliable_volatile"]))
+        publisher = matched_publisher(node, Odometry, "odom", "reliable_volatile")
         assert publish_until(node, publisher, lambda: odometry_now(node), lambda: state() != "no_odom", 15.0)
         assert watch.level("controller/status") < ERROR, watch.values("controller/status")
         reported = time.monotonic()
@@ -213,8 +220,7 @@ def test_cmd_vel_reaches_the_bridge_from_every_publisher_qos_and_stops_after_cmd
         assert wait_until(lambda: state() is not None, DISCOVERY_S, node), logs(tmp_path)
         for profile in sorted(PUBLISHER_QOS):
             assert state() != "moving", (profile, watch.values("go2/status"))
-            publisher = matched_publisher(node, Twist, "cmd_vel", profile,
-                                          subscriptions_matching("cmd_vel", PUBLISHER_QOS[profile]))
+            publisher = matched_publisher(node, Twist, "cmd_vel", profile)
             assert publish_until(node, publisher, lambda: forward, lambda: state() == "moving", 15.0), \
                 (profile, watch.values("go2/status"))
             node.destroy_publisher(publisher)
@@ -285,10 +291,8 @@ def test_the_recorder_records_every_input_once_from_every_publisher_qos(tmp_path
         assert wait_until(lambda: early.get_subscription_count() == subscriptions_matching(
             "instruction", PUBLISHER_QOS["reliable_transient_local"]), DISCOVERY_S, node), logs(tmp_path)
         for index, profile in enumerate(profiles):
-            publishers = {topic: matched_publisher(node, msg_type, topic, profile,
-                                                   subscriptions_matching(topic, PUBLISHER_QOS[profile]))
-                          for topic, msg_type in (("instruction", String), ("estop", Bool), ("cmd_vel", Twist),
-                                                  ("odom", Odometry))}
+            publishers = matched_publishers(node, {"instruction": String, "estop": Bool, "cmd_vel": Twist,
+                                                   "odom": Odometry}, profile)
             publishers["instruction"].publish(String(data=f"instruction {index} ({profile})"))
             publishers["estop"].publish(Bool(data=index % 2 == 0))  # alternating: each differs from the one before
             twist = Twist()
