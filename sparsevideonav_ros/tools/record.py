@@ -42,7 +42,8 @@ def recorder_profiles(topic: stack.Topic) -> tuple[str, ...]:
     started, and it never matches a volatile publisher (`ros2 topic pub` on Jazzy/Kilted) nor, being
     reliable, a best-effort one. So the recorder subscribes as the nodes do and writes each message
     once: a publisher matching several of the subscriptions delivers copies, dropped like the policy
-    node drops instruction copies (core/copies.CopyFilter on the serialized bytes).
+    node drops instruction copies (core/copies.CopyFilter on the serialized bytes; like the policy, a
+    publisher repeating one value without a pause of COPY_WINDOW_S is recorded once).
     """
     return topic.subscription_profiles
 
