@@ -402,6 +402,7 @@ def test_stop_reaches_the_robot_within_cmd_timeout(tmp_path, monitor):
     finally:
         runner.stop()
         fake.stop()
+    print(f"stop lateness ms: {np.round(np.array(lateness) * 1e3, 1)}")
     assert max(lateness) <= 0.010, f"stop late by up to {max(lateness) * 1e3:.1f} ms: {np.round(lateness, 4)}"
     assert min(lateness) >= -0.030, f"stop early by {-min(lateness) * 1e3:.1f} ms (commands cut short)"
 

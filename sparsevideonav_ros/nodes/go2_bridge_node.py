@@ -266,7 +266,9 @@ class Go2BridgeNode(common.StackNode):
                 self.errors.report(problem, now)  # once per kind of problem, not once per tick
             self.robot_problem = problem
             if send_motion:
-                self.backend.send_velocity(command.vx, command.vy, command.wz, stamp)
+                expiry = self.watchdog.command_expiry()
+                self.backend.send_velocity(command.vx, command.vy, command.wz, stamp,
+                                           hold_until=None if expiry is None else expiry - STOP_LEAD_S)
                 self.motion_sent = True
             elif self.motion_sent or command.stop_edge or (problem and not previous_problem):
                 self.backend.stop(stamp)
@@ -293,8 +295,11 @@ class Go2BridgeNode(common.StackNode):
     # -- outputs --------------------------------------------------------------------------------
 
     def publish_new_odometry(self) -> None:
+        stamp = common.now_seconds(self)
+        if stamp <= 0.0:
+            return  # use_sim_time before the first /clock: there is no time to stamp odometry with
         try:
-            robot = self.backend.read_state(common.now_seconds(self))
+            robot = self.backend.read_state(stamp)
         except RobotError as error:
             self.errors.report(f"robot backend: {error}", time.monotonic())
             return

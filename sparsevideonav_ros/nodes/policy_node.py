@@ -38,6 +38,8 @@ class PolicyNode(common.StackNode):
         self.config: PolicyNodeConfig = common.declare_config(self, PolicyNodeConfig, dynamic=("instruction",))
         policy_cls = registry.policy_class(self.config.policy)  # UnknownPolicyError lists known names
         policy_config = common.declare_config(self, policy_cls.config_class, prefix=f"{self.config.policy}.")
+        self.inactive_parameter_prefixes = tuple(f"{name}." for name in registry.known_policies()
+                                                 if name != self.config.policy)
         self.policy = policy_cls(policy_config)
         self.policy_lock = threading.Lock()
 

@@ -59,8 +59,14 @@ class RobotBackend(abc.ABC):
         """Connect to the robot (called once by the bridge before the loop)."""
 
     @abc.abstractmethod
-    def send_velocity(self, vx: float, vy: float, wz: float, now: float) -> None:
-        """Command a body velocity; the bridge calls it every loop while moving."""
+    def send_velocity(self, vx: float, vy: float, wz: float, now: float, hold_until: Optional[float] = None) -> None:
+        """Command a body velocity; the bridge calls it every loop while moving.
+
+        hold_until: time.monotonic() instant after which the velocity must not stand (the watchdog's
+        deadline). A backend that commands the robot from a thread of its own stops by itself at that
+        instant unless a newer velocity came, one thread hand-off closer to the robot than the bridge's
+        own stop at the same deadline (which then finds it done). None: no deadline.
+        """
 
     @abc.abstractmethod
     def stop(self, now: float) -> None:

@@ -131,6 +131,8 @@ class Go2Robot(RobotBackend):
         self._calls_cv = threading.Condition(self._lock)
         self._probe_cv = threading.Condition(self._lock)
         self._velocity: Optional[tuple[float, float, float]] = None  # newest velocity not yet sent
+        self._hold_until: Optional[float] = None  # time.monotonic() deadline of the last velocity
+        self._stopped = True  # no velocity handed over since the last stop
         self._calls: collections.deque = collections.deque()  # (action, future or None)
         self._probe_ok_at: Optional[float] = None
         self._probe_error = "no reply yet"
@@ -255,7 +257,7 @@ class Go2Robot(RobotBackend):
         if not self._threads:
             raise RobotError("Go2 backend not started (or already closed)")
 
-    def send_velocity(self, vx: float, vy: float, wz: float, now: float) -> None:
+    def send_velocity(self, vx: float, vy: float, wz: float, now: float, hold_until: Optional[float] = None) -> None:
         self._require_started()
         values = (float(vx), float(vy), float(wz))
         if not all(math.isfinite(v) for v in values):
@@ -264,19 +266,29 @@ class Go2Robot(RobotBackend):
             if self._latest is None:
                 return  # no Move before the first robot state: we do not know the robot can take it
         with self._motion_cv:
-            if not self._closing:
-                self._velocity = values  # only the newest velocity matters
-                self._motion_cv.notify_all()
+            if self._closing:
+                return
+            self._velocity = values  # only the newest velocity matters
+            self._hold_until = hold_until
+            self._stopped = values == (0.0, 0.0, 0.0)
+            self._motion_cv.notify_all()
 
     def stop(self, now: float) -> None:
-        """Zero Move now (no-reply: reaches the robot whatever the call thread waits on), then StopMove."""
+        """Zero Move now (no-reply: reaches the robot whatever the call thread waits on), then StopMove.
+        Nothing is sent when nothing moved the robot since the last stop (e.g. the motion thread already
+        stopped it at the velocity's hold_until)."""
         self._require_started()
         with self._lock:
-            self._velocity = (0.0, 0.0, 0.0)
-            if not any(action == "stop_move" and future is None for action, future in self._calls):
-                self._calls.appendleft(("stop_move", None))
-            self._motion_cv.notify_all()
-            self._calls_cv.notify_all()
+            if not self._stopped:
+                self._queue_stop()
+
+    def _queue_stop(self) -> None:
+        """(self._lock held) zero Move first, StopMove at the head of the call queue."""
+        self._velocity, self._hold_until, self._stopped = (0.0, 0.0, 0.0), None, True
+        if not any(action == "stop_move" and future is None for action, future in self._calls):
+            self._calls.appendleft(("stop_move", None))
+        self._motion_cv.notify_all()
+        self._calls_cv.notify_all()
 
     def run_action(self, action: str, now: float) -> "Future[str]":
         future: Future = Future()
@@ -319,7 +331,14 @@ class Go2Robot(RobotBackend):
         while True:
             with self._motion_cv:
                 while self._velocity is None and not self._closing:
-                    self._motion_cv.wait()
+                    if self._hold_until is None:
+                        self._motion_cv.wait()
+                        continue
+                    remaining = self._hold_until - time.monotonic()
+                    if remaining <= 0.0:  # the watchdog's deadline, met here rather than a thread away
+                        self._queue_stop()
+                        break
+                    self._motion_cv.wait(remaining)
                 velocity, self._velocity = self._velocity, None
             if velocity is not None:
                 self._call("motion", "Move", velocity, None)

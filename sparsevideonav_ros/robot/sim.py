@@ -44,7 +44,7 @@ class SimRobot(RobotBackend):
         # Integrate the body twist over dt as a constant-twist SE(2) motion at the mean velocity.
         self.pose = se2.compose(self.pose, se2.exp(mean_velocity * dt))
 
-    def send_velocity(self, vx: float, vy: float, wz: float, now: float) -> None:
+    def send_velocity(self, vx: float, vy: float, wz: float, now: float, hold_until: Optional[float] = None) -> None:
         self._advance(now)
         if self.posture in ("stand_down", "damp"):
             return
