@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
@@ -208,6 +209,8 @@ def test_bridge_drives_the_fake_go2_over_dds(tmp_path, monitor):
     fake = FakeGo2Process(tmp_path, codes=("1001=4202",))  # Damp answers SPORT_ERR_SERVER_NOT_INIT
     runner = start_bridge(tmp_path)
     cmd = CmdVel(monitor)
+    odometry = []
+    monitor.create_subscription(Odometry, "odom", odometry.append, common.topic_qos("odom"))
     try:
         wait_ready(fake, monitor, cmd, tmp_path)
         assert go2_status(monitor)["backend"] == "unitree"
@@ -239,6 +242,11 @@ def test_bridge_drives_the_fake_go2_over_dds(tmp_path, monitor):
         np.testing.assert_allclose(body, [0.3, 0.1, 0.2], atol=0.03)
         status = go2_status(monitor)
         assert status["robot"] == "ok" and status["robot_state"] == "Balance Standing" and "Move=" in status["sdk_calls"]
+        pose_cov, twist_cov = (np.array(c).reshape(6, 6) for c in (odometry[-1].pose.covariance,
+                                                                   odometry[-1].twist.covariance))
+        np.testing.assert_allclose(np.diag(pose_cov), [0.05 ** 2, 0.05 ** 2, 1e6, 1e6, 1e6, 0.05 ** 2])
+        np.testing.assert_allclose(np.diag(twist_cov), [0.05 ** 2, 0.05 ** 2, 1e6, 1e6, 1e6, 0.05 ** 2])
+        assert not (pose_cov - np.diag(np.diag(pose_cov))).any()
 
         # clamps: what reaches the robot is within the bridge limits
         t1 = time.time()
@@ -261,8 +269,17 @@ def test_bridge_drives_the_fake_go2_over_dds(tmp_path, monitor):
         assert go2_status(monitor)["state"] == "estop" and go2_status(monitor)["_level"] == common.ERROR
         assert call(monitor, "estop/release").success
 
-        # posture services reach the robot; StandUp leaves it in Standing Lock: no Move, status says why
-        for service, api_id in (("go2/stand_down", 1005), ("go2/balance_stand", 1002), ("go2/stop_move", 1003)):
+        # posture services reach the robot; lying down it takes no Move, and the status says so (not moving/OK)
+        t_call = time.time()
+        assert call(monitor, "go2/stand_down").success
+        assert [r["api_id"] for r in fake.requests(since=t_call)] == [1005]
+        cmd.send(0.3, seconds=0.6)
+        status = go2_status(monitor)
+        assert status["state"] == "robot_not_ready" and status["_level"] == common.WARN, status
+        assert "Crouch (error_code 1004)" in status["reason"] and status["robot_state"] == "Crouch", status
+        assert not moves(fake.requests(since=t_call), nonzero=True)
+        spin_for(monitor, DEFAULTS.cmd_timeout_s + 0.1)  # the commands time out before it stands again
+        for service, api_id in (("go2/balance_stand", 1002), ("go2/stop_move", 1003)):
             t_call = time.time()
             response = call(monitor, service)
             assert response.success, (service, response.message)
@@ -355,16 +372,17 @@ def test_estop_from_every_publisher_qos_stops_the_robot(tmp_path, monitor):
 
 
 def test_estop_during_a_posture_call_to_a_silent_robot(tmp_path, monitor):
-    """A StandUp the robot never answers must not hold back the e-stop, odometry or the control loop."""
-    fake = FakeGo2Process(tmp_path, silent=("1004",))
+    """A BalanceStand the robot never answers must not hold back the e-stop, odometry or the control loop."""
+    fake = FakeGo2Process(tmp_path, silent=("1002",))  # applied (still balance standing), never answered
     runner = start_bridge(tmp_path)
     cmd = CmdVel(monitor)
     try:
         wait_ready(fake, monitor, cmd, tmp_path)
         cmd.send(0.3, seconds=0.6)
         t_call = time.time()
-        pending = call_async(monitor, "go2/stand_up")
+        pending = call_async(monitor, "go2/balance_stand")
         cmd.send(0.3, seconds=0.1)
+        assert moves(fake.requests(since=t_call), nonzero=True)  # still walking when the e-stop comes
         t_estop = time.time()
         monitor.send_estop(True)
         cmd.send(0.3, seconds=0.4)

@@ -52,6 +52,7 @@ STANDING_LOCK = 1002
 # action -> SportClient method
 SPORT_METHODS = {"stand_up": "StandUp", "stand_down": "StandDown", "balance_stand": "BalanceStand",
                  "damp": "Damp", "stop_move": "StopMove"}
+POSTURE_METHODS = ("StandUp", "StandDown", "BalanceStand", "Damp")
 _INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
 
 
@@ -107,6 +108,7 @@ class Go2Robot(RobotBackend):
     # A no-reply Move waits this long at most for the robot's request reader (SDK Write polls every 0.1 s):
     # when the sport service is gone, the motion thread fails fast instead of stalling the next stop.
     MOVE_SEND_TIMEOUT_S = 0.1
+    POSTURE_SETTLE_S = 0.1  # > two state periods of a Go2 (rt/sportmodestate at ~500 Hz; the fake: 50 Hz)
 
     def __init__(self, network_interface: str, domain_id: int = 0, timeout_s: float = 1.0,
                  state_timeout_s: float = 0.5, link_timeout_s: float = 0.8,
@@ -132,7 +134,10 @@ class Go2Robot(RobotBackend):
         self._probe_cv = threading.Condition(self._lock)
         self._velocity: Optional[tuple[float, float, float]] = None  # newest velocity not yet sent
         self._hold_until: Optional[float] = None  # time.monotonic() deadline of the last velocity
-        self._stopped = True  # no velocity handed over since the last stop
+        self._deadline_stopped = False  # the motion thread stopped at hold_until, no velocity since
+        # A posture call changes the state machine a moment after it answers: no Move until a state received
+        # this late shows where the robot is now (time.monotonic / self._clock).
+        self._posture_settles_at: Optional[float] = None
         self._calls: collections.deque = collections.deque()  # (action, future or None)
         self._probe_ok_at: Optional[float] = None
         self._probe_error = "no reply yet"
@@ -231,6 +236,11 @@ class Go2Robot(RobotBackend):
             latest = self._latest
         if latest is None:
             return MotionBlocker(f"waiting for the first {STATE_TOPIC}: no Move before the robot's state is known")
+        with self._state_lock:
+            received, settled_after = self._latest_received, self._posture_settles_at
+        if settled_after is not None and received < settled_after:
+            return MotionBlocker("waiting for the robot's state after a posture call (its state machine reports "
+                                 "the new posture a moment later)")
         code = latest[2]["robot_error_code"]
         if code in self.move_states:
             return None
@@ -270,21 +280,23 @@ class Go2Robot(RobotBackend):
                 return
             self._velocity = values  # only the newest velocity matters
             self._hold_until = hold_until
-            self._stopped = values == (0.0, 0.0, 0.0)
+            self._deadline_stopped = False
             self._motion_cv.notify_all()
 
     def stop(self, now: float) -> None:
         """Zero Move now (no-reply: reaches the robot whatever the call thread waits on), then StopMove.
-        Nothing is sent when nothing moved the robot since the last stop (e.g. the motion thread already
-        stopped it at the velocity's hold_until)."""
+        Not sent twice for one deadline: when the motion thread already stopped at the velocity's
+        hold_until and no velocity came since, the bridge's stop at that deadline finds it done."""
         self._require_started()
         with self._lock:
-            if not self._stopped:
-                self._queue_stop()
+            if self._deadline_stopped:
+                self._deadline_stopped = False  # any later stop (an e-stop) goes out again
+                return
+            self._queue_stop()
 
     def _queue_stop(self) -> None:
         """(self._lock held) zero Move first, StopMove at the head of the call queue."""
-        self._velocity, self._hold_until, self._stopped = (0.0, 0.0, 0.0), None, True
+        self._velocity, self._hold_until = (0.0, 0.0, 0.0), None
         if not any(action == "stop_move" and future is None for action, future in self._calls):
             self._calls.appendleft(("stop_move", None))
         self._motion_cv.notify_all()
@@ -337,6 +349,7 @@ class Go2Robot(RobotBackend):
                     remaining = self._hold_until - time.monotonic()
                     if remaining <= 0.0:  # the watchdog's deadline, met here rather than a thread away
                         self._queue_stop()
+                        self._deadline_stopped = True
                         break
                     self._motion_cv.wait(remaining)
                 velocity, self._velocity = self._velocity, None
@@ -391,6 +404,9 @@ class Go2Robot(RobotBackend):
         self.calls[method] += 1
         if method == "Move" and code == 0:
             self.moves_sent += 1
+        if method in POSTURE_METHODS:
+            with self._state_lock:
+                self._posture_settles_at = self._clock() + self.POSTURE_SETTLE_S
         if future is not None:
             if message:
                 future.set_exception(RobotError(message))
