@@ -154,6 +154,10 @@ class StackNode(Node):
     def on_shutdown(self) -> None:
         pass
 
+    def check_health(self) -> None:
+        """Called by run_node between spins; raise ConfigError to end the node with exit 2 (one FATAL
+        line), e.g. for a start-up step a worker thread finished after the constructor (weights)."""
+
 
 EXECUTOR_THREADS = 4
 
@@ -187,6 +191,7 @@ def run_node(factory: Callable[[], StackNode], args: Optional[list[str]] = None)
         executor.add_node(node)
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.05)
+            node.check_health()
     except ConfigError as error:
         logger = node.get_logger() if node else rclpy.logging.get_logger("sparsevideonav_ros")
         logger.fatal(f"refusing to start: {error}")

@@ -1,14 +1,23 @@
-"""policy_node: camera frames + instruction -> 4 FPS history -> selected policy -> Path.
+"""policy_node: camera frames + instruction -> the policy runner -> Path.
 
-The policy runs in a worker thread so image callbacks never wait on inference; frames sampled
-while it is busy queue up (bounded) and are all observed before the next plan.
+Thin: callbacks decode frames and hand them, odometry, instructions and reset requests to a
+PolicyRunner (policies/runner.py: 4 FPS sampling, odometry at the frame's stamp, bounded queue,
+planning cadence) and return at once; one worker thread loads the policy's weights (after the node
+is up: parameters and policy/status, state 'loading', answer meanwhile), then runs every policy call
+(set_instruction encodes the text there, reset too) and publishes what the runner returns. A load
+failure (missing checkpoint files...) ends the node with exit code 2 and one FATAL line: the worker
+records it and the spin loop raises it (check_health, nodes/common.run_node).
+
+Not a managed (lifecycle) node: a lifecycle node waits for someone to configure and activate it
+(nav2 runs a lifecycle_manager for that); our launch files, the process runner, replays and the
+tests would all need that manager and lifecycle_msgs, for no change a user sees: loading in the
+worker already answers queries during the load, and the policy is chosen at start (a reload is a
+restart), so there is no transition to manage.
 """
 from __future__ import annotations
 
-import collections
 import threading
 import time
-import traceback
 from typing import Optional
 
 import numpy as np
@@ -22,12 +31,11 @@ from std_srvs.srv import Trigger
 from sparsevideonav_ros.configs import ConfigError, PolicyNodeConfig
 from sparsevideonav_ros.core import images
 from sparsevideonav_ros.core.copies import CopyFilter
-from sparsevideonav_ros.core.frame_sampler import FrameSampler
-from sparsevideonav_ros.core.pose_history import PoseHistory
 from sparsevideonav_ros.core.status import ErrorLog
 from sparsevideonav_ros.nodes import common, convert
 from sparsevideonav_ros.policies import registry
-from sparsevideonav_ros.policies.base import Observation, Plan, PolicyError
+from sparsevideonav_ros.policies.base import Plan, PolicyError
+from sparsevideonav_ros.policies.runner import FAILED, LOADING, PolicyRunner, Step
 
 NAME = "policy_node"
 
@@ -40,21 +48,15 @@ class PolicyNode(common.StackNode):
         policy_config = common.declare_config(self, policy_cls.config_class, prefix=f"{self.config.policy}.")
         self.inactive_parameter_prefixes = tuple(f"{name}." for name in registry.known_policies()
                                                  if name != self.config.policy)
-        self.policy = policy_cls(policy_config)
-        self.policy_lock = threading.Lock()
-
-        self.sampler = FrameSampler(rate_hz=self.config.history_rate_hz)
-        if self.config.history_grid_anchor_s > 0:  # a replay: sample the frames the recorded run sampled
-            self.sampler.anchor_at(self.config.history_grid_anchor_s)
-        self.odometry = PoseHistory(horizon_s=10.0)
-        self.pending: collections.deque[Observation] = collections.deque(maxlen=self.config.max_pending_frames)
-        self.wake = threading.Event()
-        self.closing = False
-        self.counters = collections.Counter({key: 0 for key in (
-            "frames_in", "frames_rejected", "frames_sampled", "plans", "instructions", "instruction_copies")})
+        self.frames_in = self.frames_rejected = self.instruction_copies_seen = 0
         # latest error, its age, ERROR only while recent (core/status.py); on the monotonic clock, so a
         # paused /clock (replay) cannot keep an old error alive
         self.errors = ErrorLog()
+        # ConfigError here (history_rate_hz contradicting the policy's rate) refuses the start
+        self.runner = PolicyRunner(policy_cls, lambda: policy_cls(policy_config), rate_hz=self.config.history_rate_hz,
+                                   max_pending_frames=self.config.max_pending_frames,
+                                   grid_anchor_s=self.config.history_grid_anchor_s,
+                                   report_error=self.report_error, log_info=self.get_logger().info)
         # An instruction arrives once per subscription that matches its publisher (up to three copies, see
         # stack.LATCHED_INPUT): the same text less than core/copies.COPY_WINDOW_S (2 s) after the previous one
         # is a copy and ignored (so is a publisher repeating it at 1 Hz); the same text sent again after a
@@ -63,7 +65,6 @@ class PolicyNode(common.StackNode):
         self.last_plan: Optional[Plan] = None
         self.last_published_preview: Optional[Plan] = None
         self.last_latency_s = float("nan")
-        self.last_compute_s = float("nan")
 
         self.path_pub = self.create_publisher(Path, "policy/path", common.topic_qos("policy/path"))
         self.future_pub = self.create_publisher(Image, "policy/future", common.topic_qos("policy/future"))
@@ -84,35 +85,36 @@ class PolicyNode(common.StackNode):
 
         if self.config.instruction.strip():
             self.set_instruction(self.config.instruction)
+        self.stop_worker = threading.Event()
         self.worker = threading.Thread(target=self.run_worker, name="policy-worker", daemon=True)
         self.worker.start()
-        self.get_logger().info(f"policy {self.policy.name!r} ready, {self.config.image_input} images, "
-                               f"history at {self.config.history_rate_hz:g} FPS")
+        self.get_logger().info(f"policy {self.runner.policy_name!r} loading, {self.config.image_input} images, "
+                               f"history at {self.runner.rate_hz:g} FPS")
 
-    # -- inputs ---------------------------------------------------------------------------
+    # -- inputs (executor callbacks: none of them waits on the policy) ------------------------
     def report_error(self, message: str) -> None:
         self.errors.report(message, time.monotonic())
         self.get_logger().error(message, throttle_duration_sec=1.0)
 
     def on_compressed(self, msg: CompressedImage) -> None:
-        self.counters["frames_in"] += 1
+        self.frames_in += 1
         # Most camera frames fall between 4 FPS ticks: skip their JPEG decode entirely.
-        if not self.sampler.would_accept(common.stamp_to_seconds(msg.header.stamp)):
+        if not self.runner.wants_frame(common.stamp_to_seconds(msg.header.stamp)):
             return
         try:
             rgb = convert.rgb_from_compressed_msg(msg)
         except images.ImageEncodingError as error:
-            self.counters["frames_rejected"] += 1
+            self.frames_rejected += 1
             self.report_error(f"rejected compressed frame: {error}")
             return
         self.accept_frame(rgb, msg.header)
 
     def on_raw(self, msg: Image) -> None:
-        self.counters["frames_in"] += 1
+        self.frames_in += 1
         try:
             rgb = convert.rgb_from_image_msg(msg)
         except images.ImageEncodingError as error:
-            self.counters["frames_rejected"] += 1
+            self.frames_rejected += 1
             self.report_error(f"rejected raw frame: {error}")
             return
         self.accept_frame(rgb, msg.header)
@@ -121,41 +123,30 @@ class PolicyNode(common.StackNode):
         try:
             images.check_image_size(rgb, self.config.expected_width, self.config.expected_height)
         except images.ImageEncodingError as error:
-            self.counters["frames_rejected"] += 1
+            self.frames_rejected += 1
             self.report_error(f"rejected frame: {error}")
             return
-        stamp = common.stamp_to_seconds(header.stamp)
-        if not self.sampler.offer(stamp):
-            return
-        try:
-            odom_pose = self.odometry.pose_at(stamp)
-        except LookupError:
-            odom_pose = None  # policies that need odometry say so themselves
-        self.pending.append(Observation(stamp=stamp, rgb=rgb, frame_id=header.frame_id, odom_pose=odom_pose))
-        self.counters["frames_sampled"] += 1
-        self.wake.set()
+        self.runner.add_frame(common.stamp_to_seconds(header.stamp), rgb, header.frame_id)
 
     def on_odom(self, msg: Odometry) -> None:
         try:
-            self.odometry.add(common.stamp_to_seconds(msg.header.stamp), convert.pose_from_odometry_msg(msg))
+            self.runner.add_odometry(common.stamp_to_seconds(msg.header.stamp), convert.pose_from_odometry_msg(msg))
         except ValueError as error:  # non-finite odometry: keep the last good poses, say why
             self.report_error(f"odometry rejected: {error}")
 
     def on_instruction(self, msg: String) -> None:
         if self.instruction_copies.is_copy(msg.data, time.monotonic()):
-            self.counters["instruction_copies"] += 1
+            self.instruction_copies_seen += 1
             return
         self.set_instruction(msg.data)
 
     def set_instruction(self, text: str) -> bool:
+        """Queue the instruction for the worker; False (error reported) when it is empty."""
         try:
-            with self.policy_lock:
-                self.policy.set_instruction(text)
+            self.runner.set_instruction(text)
         except PolicyError as error:
             self.report_error(f"instruction refused: {error}")
             return False
-        self.counters["instructions"] += 1
-        self.get_logger().info(f"instruction: {text.strip()!r}")
         return True
 
     def on_parameters(self, parameters) -> SetParametersResult:
@@ -167,44 +158,29 @@ class PolicyNode(common.StackNode):
         return SetParametersResult(successful=True)
 
     def on_reset(self, request, response):
-        with self.policy_lock:
-            self.pending.clear()
-            self.sampler.reset()
-            self.policy.reset()
+        self.runner.reset()  # the worker resets the policy before it sees another frame
         self.publish_stop(common.now_seconds(self))
         response.success, response.message = True, "policy history and progress cleared"
         return response
 
     # -- worker ---------------------------------------------------------------------------
     def run_worker(self) -> None:
-        while not self.closing:
-            if not self.wake.wait(timeout=0.1):
-                continue
-            self.wake.clear()
-            batch = []
-            while self.pending:
-                batch.append(self.pending.popleft())
-            if batch:
-                self.run_policy(batch)
+        self.runner.serve(self.stop_worker, self.publish_step)
 
-    def run_policy(self, batch: list[Observation]) -> None:
-        started = time.perf_counter()
-        newest = batch[-1]
-        try:
-            with self.policy_lock:
-                for observation in batch[:-1]:
-                    self.policy.observe(observation)
-                plan = self.policy.step(newest)
-        except Exception as error:  # any policy failure must stop the robot, and be visible
-            self.report_error(f"policy {self.policy.name} failed: {error}")
-            self.get_logger().debug(traceback.format_exc())
-            self.publish_stop(newest.stamp)
+    def check_health(self) -> None:
+        """Called by the spin loop: a policy that failed to load ends the node (exit 2, one FATAL line)."""
+        if self.runner.state == FAILED:
+            error = self.runner.load_error
+            raise ConfigError(f"policy {self.runner.policy_name!r} failed to load: {type(error).__name__}: {error}")
+
+    def publish_step(self, step: Step) -> None:
+        if step.plan is None:  # the policy failed (the runner reported it): stop the robot now
+            self.publish_stop(step.observation.stamp)
             return
-        if plan is not self.last_plan:  # a policy may repeat its last plan between planning steps
-            self.last_compute_s = time.perf_counter() - started
+        plan = step.plan
+        if step.new:
             self.last_latency_s = common.now_seconds(self) - plan.stamp
         self.last_plan = plan
-        self.counters["plans"] += 1
         self.path_pub.publish(convert.path_msg_from_waypoints(plan.waypoints, self.plan_header(plan.stamp)))
         if plan.preview is not None and plan is not self.last_published_preview:
             self.publish_preview(plan)
@@ -229,23 +205,27 @@ class PolicyNode(common.StackNode):
 
     # -- status ---------------------------------------------------------------------------
     def publish_status(self) -> None:
-        state = self.last_plan.state if self.last_plan else "waiting_frames"
+        runner = self.runner
+        if runner.state in (LOADING, FAILED):
+            state = runner.state
+        else:
+            state = self.last_plan.state if self.last_plan else "waiting_frames"
         now = time.monotonic()
         level = self.errors.level(now)
         values = {
-            "policy": self.policy.name, "state": state, "instruction": self.policy.instruction,
-            "latency_ms": f"{self.last_latency_s * 1e3:.1f}", "compute_ms": f"{self.last_compute_s * 1e3:.1f}",
-            "history_length": self.policy.history_length, "pending_frames": len(self.pending),
-            **self.errors.values(now), **{k: v for k, v in sorted(self.counters.items())},
+            "policy": runner.policy_name, "state": state, "instruction": runner.instruction,
+            "latency_ms": f"{self.last_latency_s * 1e3:.1f}", "compute_ms": f"{runner.last_compute_s * 1e3:.1f}",
+            **runner.status_values(), **self.errors.values(now),
+            "frames_in": self.frames_in, "frames_rejected": self.frames_rejected,
+            "instruction_copies": self.instruction_copies_seen,
             **{f"{name.removesuffix('_s')}_ms": f"{seconds * 1e3:.1f}"
                for name, seconds in (self.last_plan.timings_s.items() if self.last_plan else ())},
         }
-        self.status_pub.publish(common.diagnostics(self, f"{NAME}: {self.policy.name}", level, state, values))
+        self.status_pub.publish(common.diagnostics(self, f"{NAME}: {runner.policy_name}", level, state, values))
 
     def on_shutdown(self) -> None:
-        self.closing = True
-        self.wake.set()
-        self.worker.join(timeout=2.0)
+        self.stop_worker.set()
+        self.worker.join(timeout=2.0)  # a load still running is left to the daemon thread
 
 
 def main(args=None) -> int:

@@ -84,12 +84,21 @@ class Plan:
 class Policy(abc.ABC):
     """Base class: subclasses set ``name`` and ``config_class`` and implement observe/plan.
 
-    The node calls ``observe`` for every 4 FPS frame (in order) and ``plan`` when it wants a
-    trajectory from the newest one; a slow policy thus never loses history frames.
+    The runner (policies/runner.py) calls ``observe`` for every sampled frame (in order) and ``step``
+    on the frame it wants a trajectory from; a slow policy thus never loses history frames.
+
+    Cadence, declared by the policy and taken by the runner:
+    frame_rate_hz: the rate its history must be sampled at (frames/s; None = any rate, the node's
+      history_rate_hz). chunk_frames: frames per chunk of its history grid (planning frames keep it
+      aligned). action_dt_s: seconds between its waypoints (None = no timing). plans_at(n): whether
+      the n-th frame since reset is one it plans from.
     """
 
     name: ClassVar[str]
     config_class: ClassVar[type]
+    frame_rate_hz: ClassVar[Optional[float]] = None
+    chunk_frames: ClassVar[int] = 1
+    action_dt_s: ClassVar[Optional[float]] = None
 
     def __init__(self, config: Any) -> None:
         if not isinstance(config, self.config_class):
@@ -113,6 +122,12 @@ class Policy(abc.ABC):
     @abc.abstractmethod
     def plan(self) -> Plan:
         """Plan from the newest observed frame."""
+
+    def plans_at(self, frames_seen: int) -> bool:
+        """True if the policy plans from the frame that makes its history ``frames_seen`` frames long
+        (1 = the first frame after reset). When a busy policy is handed several frames at once, the
+        runner plans at the newest of them this names, so no planning frame is lost. Default: all."""
+        return True
 
     def step(self, observation: Observation) -> Plan:
         self.observe(observation)
