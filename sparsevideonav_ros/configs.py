@@ -150,7 +150,9 @@ class PolicyNodeConfig:
     policy: str = param("scripted", "Policy name from the registry (scripted, ...).")
     image_input: str = param("compressed", "Subscribe the JPEG (compressed) or rgb8 (raw) camera topic.",
                              choices=("compressed", "raw"))
-    history_rate_hz: float = param(4.0, "Rate the camera stream is resampled to for the policy history.")
+    history_rate_hz: float = param(4.0, "Rate the camera stream is resampled to for the policy history; must be "
+                                        "the policy's own rate (sparsevideonav, janusvln: 4 FPS), else the node "
+                                        "refuses to start; scripted takes any.")
     expected_width: int = param(0, "Reject frames of another width (0 = any).")
     expected_height: int = param(0, "Reject frames of another height (0 = any).")
     instruction: str = param("", "Navigation instruction; setting this parameter sets the policy instruction.")

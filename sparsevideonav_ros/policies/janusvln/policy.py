@@ -44,6 +44,7 @@ def released_history(steps: int, history_frames: int) -> list[int]:
 class JanusVLNPolicy(Policy):
     name = "janusvln"
     config_class = JanusVLNConfig
+    frame_rate_hz = 4.0  # its action steps are frames of the 4 FPS stream (plan_every_frames 2 = 0.5 s per action)
 
     def __init__(self, config: JanusVLNConfig, model: Optional[JanusVLN] = None) -> None:
         super().__init__(config)
@@ -80,6 +81,10 @@ class JanusVLNPolicy(Policy):
     @property
     def steps(self) -> int:
         return self._steps
+
+    def plans_at(self, frames_seen: int) -> bool:
+        """Its action-step frames: the 1st, then every plan_every_frames-th (only these enter the memories)."""
+        return (frames_seen - 1) % self.config.plan_every_frames == 0
 
     def observe(self, observation: Observation) -> None:
         self._latest = observation

@@ -30,6 +30,9 @@ ACTION_DT_S = 0.25  # one action per 4 FPS frame
 class SparseVideoNavPolicy(Policy):
     name = "sparsevideonav"
     config_class = SparseVideoNavConfig
+    frame_rate_hz = 4.0  # trained on 4 FPS clips
+    chunk_frames = FRAMES_PER_CHUNK  # the VAE encodes 4 frames per latent; plans keep that grid
+    action_dt_s = ACTION_DT_S
 
     def __init__(self, config: SparseVideoNavConfig, models: Optional[SparseVideoNavModels] = None) -> None:
         super().__init__(config)
@@ -62,6 +65,11 @@ class SparseVideoNavPolicy(Policy):
     @property
     def history_chunks(self) -> int:
         return len(self._history_latents)
+
+    def plans_at(self, frames_seen: int) -> bool:
+        """Every plan_every_frames-th frame (a multiple of 4): history chunks and the 8 reference frames
+        then tile the episode without a gap (plan() repeats its last plan in between)."""
+        return frames_seen % self.config.plan_every_frames == 0
 
     def observe(self, observation: Observation) -> None:
         frame = preprocess_frame(observation.rgb, self.models.image_size)
