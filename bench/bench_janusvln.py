@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a sourc
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from _machine import command_line, print_machine  # noqa: E402
 from sparsevideonav_ros.policies.base import Observation  # noqa: E402
 from sparsevideonav_ros.policies.janusvln import models  # noqa: E402
 from sparsevideonav_ros.policies.model_cache import cached_folder  # noqa: E402
@@ -159,11 +160,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--size", choices=("cpu", "tiny"), default="cpu", help="model size")
     args = parser.parse_args()
+    print(command_line(), flush=True)
     lengths = sorted({int(v) for v in args.lengths.split(",")})
     torch.set_num_threads(args.threads)
     janus = models.load_janusvln(checkpoint(args.size))
     agg = janus.model.arch.aggregator
-    print(f"torch {torch.__version__}, {args.threads} threads, size {args.size}: aggregator dim {agg.embed_dim} x "
+    dtype = str(next(janus.model.parameters()).dtype).replace("torch.", "")
+    print_machine("cpu", dtype, "the janusvln policy's CPU default; bf16 is its CUDA dtype", args.threads)
+    print(f"size {args.size}: aggregator dim {agg.embed_dim} x "
           f"{agg.depth} layers, Qwen {janus.model.arch.qwen.text_config.num_hidden_layers} layers of "
           f"{janus.model.arch.qwen.text_config.hidden_size}, input width {janus.processing.width}")
     rng = np.random.default_rng(0)

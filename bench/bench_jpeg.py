@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a sourc
 
 import cv2  # noqa: E402
 
+from _machine import command_line, cpu_line  # noqa: E402
 from sparsevideonav_ros.core.images import decode_jpeg, encode_jpeg  # noqa: E402
 from sparsevideonav_ros.sources.synthetic import SyntheticSource  # noqa: E402
 
@@ -25,6 +26,8 @@ SIZES = ((1280, 720), (1920, 1080))
 
 
 def main() -> None:
+    print(command_line())
+    print(cpu_line())
     print(f'OpenCV {cv2.__version__}, {cv2.getNumThreads()} threads, JPEG quality {QUALITY}, '
           f'median of {RUNS} frames')
     print(f'{"size":>10} {"raw rgb8 KiB":>13} {"jpeg KiB":>9} {"ratio":>6} {"encode ms":>10} {"decode ms":>10} {f"MiB/s raw/jpeg @{FPS:g}fps":>24}')

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a sourc
 
 import numpy as np  # noqa: E402
 
+from _machine import command_line, cpu_line  # noqa: E402
 from sparsevideonav_ros import stack  # noqa: E402
 
 TARGET_OVERHEAD_MS = 10.0
@@ -275,6 +276,7 @@ def print_report(result: dict, meta: dict) -> None:
     print(f"bench_latency: bringup, policy scripted, camera synthetic {meta['width']}x{meta['height']} "
           f"@ {meta['rate_hz']:g} Hz, sim Go2, {meta['window_s']:.1f} s measured "
           f"(after {meta['warmup_s']:g} s warm-up){' - INTERRUPTED' if meta.get('interrupted') else ''}")
+    print(meta["machine"])
     print(f"host: {meta['cpus']} CPUs, {meta['python']}, rmw {meta['rmw']}, ROS_DOMAIN_ID {meta['domain_id']} "
           f"(loopback only)")
     print(f"rates: {rates['frames_hz']} frames/s ({rates['mean_jpeg_kib']} KiB JPEG), {rates['plans_hz']} plans/s, "
@@ -335,15 +337,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--status-rate", type=float, default=10.0,
                         help="policy/status rate in Hz, to see compute_ms of every plan (default 10)")
     parser.add_argument("--startup-timeout", type=float, default=30.0, help="seconds to wait for the first plan")
-    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default 200 + pid %% 30)")
+    parser.add_argument("--domain-id", type=int, default=None,
+                        help=f"ROS_DOMAIN_ID (default: one of {stack.BENCH_DOMAIN_IDS.start}-"
+                             f"{stack.BENCH_DOMAIN_IDS.stop - 1} by pid)")
     parser.add_argument("--log-dir", type=Path, default=None, help="keep node logs here (default: a temp folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     options = parser.parse_args(argv)
+    print(command_line(), flush=True)
     if options.warmup + options.duration > 35.0:
         print(f"note: the {ROUTE[0]:g} m route ends after ~40 s of driving; later plans are 'done' stand-stills",
               file=sys.stderr)
 
-    domain_id = options.domain_id if options.domain_id is not None else 200 + os.getpid() % 30
+    domain_id = (options.domain_id if options.domain_id is not None
+                 else stack.pick_domain_id(stack.BENCH_DOMAIN_IDS, os.getpid()))
     env = stack.loopback_environment(domain_id)
     os.environ.update({k: env[k] for k in LOOPBACK_KEYS})  # before rclpy.init: this process is a participant too
 
@@ -368,7 +374,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                       f"policy_node status_rate_hz={options.status_rate:g} scripted.waypoints={ROUTE}"),
         "width": options.width, "height": options.height, "rate_hz": options.rate,
         "status_rate_hz": options.status_rate, "warmup_s": options.warmup, "domain_id": domain_id,
-        "cpus": os.cpu_count(), "python": f"Python {platform.python_version()}",
+        "cpus": os.cpu_count(), "python": f"Python {platform.python_version()}", "machine": cpu_line(),
         "rmw": os.environ.get("RMW_IMPLEMENTATION", "default (rmw_fastrtps_cpp)"),
         "log_dir": str(log_dir) if options.log_dir else "",
         "target_overhead_ms": TARGET_OVERHEAD_MS,

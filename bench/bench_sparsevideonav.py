@@ -5,7 +5,11 @@ Default: a CPU-sized model set built from the real classes (128x128 frames, 4 Wa
 384, formers and action head with latent counts scaled to the 16x16 latent grid), driven through the
 real policy code; 3-4 minutes on 2 cores:
 
-    .venv/bin/python bench/bench_sparsevideonav.py [--plans 8] [--repeats 5] [--dtype float32] [--json PATH]
+    .venv/bin/python bench/bench_sparsevideonav.py [--plans 8] [--repeats 5] [--dtype auto] [--json PATH]
+
+``--dtype auto`` (the default) is bfloat16 on CUDA and on CPUs with native bf16 (AVX512_BF16 or AMX),
+float32 elsewhere: emulated bf16 makes the VAE convolutions tens of times slower (bench/_machine.py).
+The header names the CPU, torch's CPU capability and the dtype with the reason it was picked.
 
 Full size (Wan2.1-1.3B backbone + Q-Former/Video-Former + action head + Wan2.1 VAE at 256x256, the
 paper's architecture with random weights, built directly on the GPU) on a CUDA device:
@@ -31,8 +35,9 @@ What is measured (wall-clock medians):
 3. 4 vs 50 sampler steps and 4. sparse 8 vs continuous 20 future latents (``sample_sparse_future``
    with ``num_future=20``), backbone only, interleaved so load changes hit both alike.
 5. FLOPs of every stage at full size, counted by ``torch.utils.flop_counter.FlopCounterMode`` running
-   the real modules on the meta device (no memory, no weights), against the reference's figures and
-   the floor they put on an RTX 4090 (165 TFLOP/s dense bf16).
+   the real modules on the meta device (no memory, no weights), against the usually quoted figures
+   (~7.9 TFLOP per plain Wan2.1-1.3B forward at 256x256, ~32 TFLOP per 4-step plan) and the floor they
+   put on an RTX 4090 (165 TFLOP/s dense bf16).
 
 On a CPU busier than its core count the bench uses one torch thread (two threads wait for each
 other's descheduled half and run 3-4x slower); it prints the load average at both ends.
@@ -44,7 +49,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -61,6 +65,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from _machine import load_average, pick_dtype, print_machine  # noqa: E402
 from sparsevideonav_ros.policies.base import Observation  # noqa: E402
 from sparsevideonav_ros.policies.sparsevideonav import policy as policy_module  # noqa: E402
 from sparsevideonav_ros.policies.sparsevideonav.action_head import (ActionHeadConfig,  # noqa: E402
@@ -85,7 +90,7 @@ CAMERA_SHAPE = (360, 640, 3)  # what the camera node hands the policy before its
 DEFAULT_HISTORY_FRAMES = (8, 20, 60, 120, 180)
 CONTINUOUS_FUTURE = 20
 RTX4090_BF16_TFLOPS = 165.0
-REFERENCE_TFLOP_PER_FORWARD = 7.9  # shared/reference/sparsevideonav.md, "Cost facts"
+REFERENCE_TFLOP_PER_FORWARD = 7.9  # the figure usually quoted for one plain Wan2.1-1.3B forward at 256x256
 REFERENCE_TFLOP_PER_STEP = 32.0
 PAPER_SPARSE_SPEEDUP = 1.7
 HISTORY_RATIO_TARGET = 1.10
@@ -634,8 +639,8 @@ def print_full_size_flops(flops: dict, history_frames, typical_history: int = TY
           f"cross-attn {(b0['attn_history'] + b0['history_proj']) / 1e9:.1f} (of which history_proj "
           f"{b0['history_proj'] / 1e9:.1f}), FFN {b0['ffn'] / 1e9:.1f} GFLOP")
     print(f"  same forward without history attention (plain Wan2.1-1.3B): {fwd_plain / tf:.2f} TFLOP; "
-          f"reference: ~{REFERENCE_TFLOP_PER_FORWARD} TFLOP per forward")
-    print(f"    -> the reference's {REFERENCE_TFLOP_PER_FORWARD} TFLOP matches the forward WITHOUT the history "
+          f"usually quoted: ~{REFERENCE_TFLOP_PER_FORWARD} TFLOP per forward")
+    print(f"    -> the quoted {REFERENCE_TFLOP_PER_FORWARD} TFLOP matches the forward WITHOUT the history "
           f"cross-attention; with it a forward is {fwd / fwd_plain:.2f}x that")
     rows = [("VAE encode, 1 new history chunk (4 frames)", flops["observe"]),
             ("VAE encode, reference clip (8 frames)", flops["vae_encode_reference_s"])]
@@ -672,14 +677,6 @@ def print_full_size_flops(flops: dict, history_frames, typical_history: int = TY
 
 
 # -- full size ---------------------------------------------------------------------------------------
-
-def load_average() -> str:
-    """1-minute load: other processes on a small machine move CPU figures a lot, so it is printed."""
-    try:
-        return f"{os.getloadavg()[0]:.1f}"
-    except OSError:
-        return "n/a"
-
 
 def cuda_available() -> bool:
     return torch.cuda.is_available() and torch.cuda.device_count() > 0
@@ -789,9 +786,9 @@ def parse_args(argv=None):
     parser.add_argument("--full-size", action="store_true",
                         help="the paper's sizes (random weights); needs --device cuda, or --device cpu --steps N")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
-    parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES),
-                        help="weights and compute (default %(default)s, as deployed; on this CPU float32 convs "
-                             "make the VAE about 4x slower)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", *sorted(DTYPES)],
+                        help="weights and compute (default %(default)s: bfloat16 on CUDA and on CPUs with native "
+                             "bf16, AVX512_BF16 or AMX; float32 on other CPUs, where bf16 is emulated)")
     parser.add_argument("--steps", type=int, default=None,
                         help="timed policy steps for the breakdown (default: --plans); at full size on the CPU "
                              "this is required and only the breakdown runs")
@@ -816,6 +813,8 @@ def parse_args(argv=None):
     if not args.history_frames or any(h < 4 or h % 4 for h in args.history_frames):
         parser.error("--history-frames takes positive multiples of 4")
     cuda = args.device.startswith("cuda")
+    args.dtype_requested = args.dtype
+    args.dtype, args.dtype_reason = pick_dtype(args.dtype, args.device)
     args.repeats = args.repeats or (10 if cuda else 5)
     args.plans = args.steps or args.plans or (20 if cuda else 8)
     default_previews = args.plans if cuda else (0 if args.full_size else 3)  # full size on a CPU: 20 TFLOP of VAE
@@ -835,8 +834,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     command = " ".join([".venv/bin/python", "bench/bench_sparsevideonav.py", *map(shlex.quote, sys.argv[1:])])
     print(f"$ {command}")
-    print(f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cpus, {torch.get_num_threads()} torch "
-          f"threads, python {platform.python_version()}; load average {load_average()}")
+    print_machine(args.device, args.dtype, args.dtype_reason)
     results: dict = {"command": command, "args": {k: (list(v) if isinstance(v, tuple) else str(v) if
                                                       isinstance(v, Path) else v) for k, v in vars(args).items()}}
     spec = full_size_spec() if args.full_size else cpu_spec()

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from sparsevideonav_ros import stack
+from sparsevideonav_ros import launch_plan, stack
 
 # Launch configurations upstream `launch` reads itself (ExecuteLocal: sigterm_timeout, sigkill_timeout,
 # emulate_tty): valid on any `ros2 launch` command line, so never "unknown".
@@ -163,7 +163,7 @@ def node_actions(launch_name: str, values: dict[str, str]) -> list:
     from launch_ros.parameter_descriptions import ParameterValue
 
     actions = []
-    for process in stack.plan_processes(launch_name, values):
+    for process in launch_plan.plan_processes(launch_name, values):
         # launch_ros parses plain strings as YAML; typed values keep 'yes' or '42' strings.
         overrides = {key: ParameterValue(value, value_type=str) if isinstance(value, str) else value
                      for key, value in process.parameters.items()}
@@ -192,13 +192,13 @@ def recorder_actions(launch_name: str, values: dict[str, str]) -> list:
 
 
 def player_actions(launch_name: str, values: dict[str, str]) -> list:
-    """`ros2 bag play --clock` of a replay, from the same stack.plan_playback as the runner's rosbags player.
+    """`ros2 bag play --clock` of a replay, from the same launch_plan.plan_playback as the runner's rosbags player.
 
     The replay ends when the bag has been played (as in the runner).
     """
     from launch.actions import ExecuteProcess
 
-    playback = stack.plan_playback(launch_name, values)
+    playback = launch_plan.plan_playback(launch_name, values)
     if playback is None:
         return []
     require_ros2_bag(bag_storage(playback.bag), "a replay")

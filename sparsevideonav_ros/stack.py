@@ -2,7 +2,9 @@
 
 Launch files (launch/*.launch.py), the pip-only process runner (tools/launch.py), the README's
 tables and the tests all read this module; nothing else spells a topic name. Plain Python, no
-rclpy or launch imports, so it works on a machine without a ROS install.
+rclpy or launch imports, so it works on a machine without a ROS install. It reads no bag: what
+a replay starts depends on the bag's contents, and sparsevideonav_ros/launch_plan.py reads the bag
+and hands the result (ReplayAlignment) to the planners here.
 """
 from __future__ import annotations
 
@@ -314,18 +316,52 @@ def resolve_arguments(launch_name: str, arguments: Optional[dict[str, str]] = No
     return values
 
 
+@dataclass(frozen=True)
+class ReplayAlignment:
+    """Where a replay starts in its bag, as launch_plan.replay_alignment reads it from the bag.
+
+    start_offset_s: seconds into the bag where playback starts; grid_anchor_s: the stamp the replayed
+    policy's 4 FPS grid is anchored at (policy_node history_grid_anchor_s; None: its first frame);
+    instruction: the last instruction recorded before the start (the player skips it), '' if none.
+    """
+
+    start_offset_s: float
+    grid_anchor_s: Optional[float]
+    instruction: str
+
+
+def replay_bag(launch_name: str, values: dict[str, str]) -> Path:
+    """The bag:= of a replay launch, checked: given and existing."""
+    if not values["bag"].strip():
+        raise ValueError(f"{launch_name} needs bag:=<rosbag2 folder or .mcap file>")
+    bag = Path(values["bag"]).expanduser()
+    if not bag.exists():
+        raise FileNotFoundError(f"bag:={values['bag']} does not exist")
+    return bag
+
+
+def _require_alignment(launch_name: str, values: dict[str, str], replay: Optional[ReplayAlignment]) -> None:
+    replay_bag(launch_name, values)
+    if replay is None:
+        raise ValueError(f"{launch_name} plays a bag, and what it starts depends on the bag: plan it with "
+                         f"sparsevideonav_ros.launch_plan (reads the bag), or pass its ReplayAlignment")
+
+
 def plan_processes(launch_name: str, arguments: Optional[dict[str, str]] = None,
-                   share: Optional[Path] = None) -> list[ProcessSpec]:
-    """The processes a launch file starts for the given launch arguments (strings, as typed)."""
+                   share: Optional[Path] = None, replay: Optional[ReplayAlignment] = None) -> list[ProcessSpec]:
+    """The processes a launch file starts for the given launch arguments (strings, as typed).
+
+    A replay launch needs ``replay`` (launch_plan.replay_alignment reads it from the bag).
+    """
     values = resolve_arguments(launch_name, arguments)
     share = share or share_dir()
     replay_parameters: dict[str, object] = {}
     if "bag" in values:
-        start_s, anchor, instruction = _replay_alignment(launch_name, arguments)
-        if anchor is not None:  # the replayed policy samples the frames the recorded one sampled
-            replay_parameters["history_grid_anchor_s"] = anchor
-        if not values["instruction"].strip() and instruction:
-            values["instruction"] = instruction
+        _require_alignment(launch_name, values, replay)
+        if replay.grid_anchor_s is not None:  # the replayed policy samples the frames the recorded one sampled
+            replay_parameters["history_grid_anchor_s"] = replay.grid_anchor_s
+        if not values["instruction"].strip() and replay.instruction:
+            values["instruction"] = replay.instruction
     use_sim_time = _parse_bool(values["use_sim_time"], "use_sim_time")
     extra = values["params_file"]
     if extra and not Path(extra).is_file():
@@ -466,7 +502,8 @@ def plan_recording(launch_name: str, arguments: Optional[dict[str, str]] = None,
                          use_sim_time=_parse_bool(values["use_sim_time"], "use_sim_time"))
 
 
-def _parse_float(text: str, name: str, minimum: float, strict: bool) -> float:
+def parse_float(text: str, name: str, minimum: float, strict: bool) -> float:
+    """A numeric launch argument, refused (ValueError naming it) unless finite and above ``minimum``."""
     try:
         value = float(text)
     except ValueError:
@@ -476,61 +513,55 @@ def _parse_float(text: str, name: str, minimum: float, strict: bool) -> float:
     return value
 
 
-def plan_playback(launch_name: str, arguments: Optional[dict[str, str]] = None) -> Optional[PlaybackSpec]:
-    """The bag player of a replay launch (None for the other launch files)."""
+def plan_playback(launch_name: str, arguments: Optional[dict[str, str]] = None,
+                  replay: Optional[ReplayAlignment] = None) -> Optional[PlaybackSpec]:
+    """The bag player of a replay launch (None for the other launch files); a replay needs ``replay``."""
     values = resolve_arguments(launch_name, arguments)
     if "bag" not in values:
         return None
-    if not values["bag"].strip():
-        raise ValueError(f"{launch_name} needs bag:=<rosbag2 folder or .mcap file>")
-    bag = Path(values["bag"]).expanduser()
-    if not bag.exists():
-        raise FileNotFoundError(f"bag:={values['bag']} does not exist")
-    start, _, _ = _replay_alignment(launch_name, arguments)
+    _require_alignment(launch_name, values, replay)
+    bag = replay_bag(launch_name, values)
     return PlaybackSpec(bag=str(bag.resolve()), topics=tuple(resolve_topic(values["namespace"], t) for t in REPLAYED_TOPICS),
-                        rate=_parse_float(values["replay_rate"], "replay_rate", 0.0, strict=True),
-                        delay_s=_parse_float(values["replay_delay"], "replay_delay", 0.0, strict=False),
-                        start_offset_s=start)
-
-
-def _replay_alignment(launch_name: str, arguments: Optional[dict[str, str]]) -> tuple[float, Optional[float], str]:
-    """(start offset s, grid anchor stamp or None, instruction in effect at the start) of a replay.
-
-    replay_start:=aligned starts at the frame of the first recorded plan and anchors the replayed policy's
-    4 FPS grid where the recorded one was (policy_node history_grid_anchor_s), so it samples the very
-    frames the recorded policy did. A player skips what precedes its start, so the last instruction
-    recorded before it becomes the policy's initial instruction.
-    """
-    values = resolve_arguments(launch_name, arguments)
-    if not values["bag"].strip():
-        raise ValueError(f"{launch_name} needs bag:=<rosbag2 folder or .mcap file>")
-    bag = Path(values["bag"]).expanduser()
-    if not bag.exists():
-        raise FileNotFoundError(f"bag:={values['bag']} does not exist")
-    from sparsevideonav_ros import bags  # rosbags: a pip requirement, read only for replays
-    namespace = values["namespace"]
-    anchor = None
-    if values["replay_start"].strip() == "aligned":
-        grid = bags.recorded_grid_of(bag, resolve_topic(namespace, "policy/path"),
-                                     resolve_topic(namespace, "camera/image_raw/compressed"))
-        start, anchor = (grid.offset_s, grid.anchor_stamp) if grid else (0.0, None)
-    else:
-        start = _parse_float(values["replay_start"], "replay_start", 0.0, strict=False)
-    instruction = bags.last_text_before(bag, resolve_topic(namespace, "instruction"), start) if start > 0 else ""
-    return start, anchor, instruction
+                        rate=parse_float(values["replay_rate"], "replay_rate", 0.0, strict=True),
+                        delay_s=parse_float(values["replay_delay"], "replay_delay", 0.0, strict=False),
+                        start_offset_s=replay.start_offset_s)
 
 
 def plan_graph(launch_name: str, arguments: Optional[dict[str, str]] = None, share: Optional[Path] = None,
-               now: Optional[datetime.datetime] = None) -> list:
-    """Everything a launch starts, in start order: recorder (first, so it misses nothing), nodes, player."""
+               now: Optional[datetime.datetime] = None, replay: Optional[ReplayAlignment] = None) -> list:
+    """Everything a launch starts, in start order: recorder (first, so it misses nothing), nodes, player.
+
+    A replay needs ``replay``: launch_plan.plan_graph reads it from the bag.
+    """
     recording = plan_recording(launch_name, arguments, share, now)
-    playback = plan_playback(launch_name, arguments)
-    return (([recording] if recording else []) + list(plan_processes(launch_name, arguments, share))
+    playback = plan_playback(launch_name, arguments, replay)
+    return (([recording] if recording else []) + list(plan_processes(launch_name, arguments, share, replay))
             + ([playback] if playback else []))
 
 
+# ROS_DOMAIN_ID values that work on Linux with the default DDS port mapping (7400 + 250 * id + ...):
+# above 101 the ports of a domain's participants run into the kernel's ephemeral range (32768+), and
+# 233 and above leave the 16-bit port space; 215-232 fit again when few participants share a domain.
+VALID_DOMAIN_IDS = (range(0, 102), range(215, 233))
+# Where the tools that start a private graph pick their domain (pid-dependent, so two runs rarely share
+# one): the tests use 1-100 (test/conftest.py), the demo and the latency bench stay out of those.
+DEMO_DOMAIN_IDS = range(215, 224)
+BENCH_DOMAIN_IDS = range(224, 233)
+
+
+def domain_id_is_valid(domain_id: int) -> bool:
+    return any(int(domain_id) in ids for ids in VALID_DOMAIN_IDS)
+
+
+def pick_domain_id(ids: range, salt: int) -> int:
+    """One of ``ids`` chosen by ``salt`` (a pid)."""
+    return ids[salt % len(ids)]
+
+
 def loopback_environment(domain_id: int, base: Optional[dict[str, str]] = None) -> dict[str, str]:
-    """Environment that keeps ROS traffic on this machine (tests, CI, demo)."""
+    """Environment that keeps ROS traffic on this machine (tests, CI, demo); refuses invalid domain ids."""
+    if not domain_id_is_valid(domain_id):
+        raise ValueError(f"ROS_DOMAIN_ID {domain_id} is outside the valid ranges 0-101 and 215-232")
     env = dict(os.environ if base is None else base)
     env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOCALHOST_ONLY="1")
     return env

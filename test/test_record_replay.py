@@ -22,7 +22,7 @@ from nav_msgs.msg import Odometry
 from std_msgs.msg import String
 
 from graph_helpers import logs, wait_until, write_params
-from sparsevideonav_ros import bags, stack
+from sparsevideonav_ros import bags, launch_plan, stack
 from sparsevideonav_ros.core import se2
 from sparsevideonav_ros.core.pose_history import PoseHistory
 from sparsevideonav_ros.nodes import common, convert
@@ -194,7 +194,7 @@ def test_replay_through_the_scripted_policy_reproduces_the_recorded_plans(record
     recorded = read_bag(recording.bag)
     recorded_plans = [(common.stamp_to_seconds(m.header.stamp), path_waypoints(m)) for _, m in recorded["/policy/path"]]
     recorded_odom = [(common.stamp_to_seconds(m.header.stamp), odom_pose(m)) for _, m in recorded["/odom"]]
-    graph = stack.plan_graph("replay", {"bag": str(recording.bag), "params_file": recording.params_file,
+    graph = launch_plan.plan_graph("replay", {"bag": str(recording.bag), "params_file": recording.params_file,
                                         "replay_delay": "4.0", "record": "true", "record_dir": str(tmp_path / "bags")})
     # aligned: playback starts at the frame of the first recorded plan, and the replayed policy's 4 FPS
     # grid is anchored where the live one was (the recorder may have missed the frame it started on)

@@ -109,7 +109,8 @@ def run_demo(out_root: Path, duration_s: float, policy: str, instruction: str,
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = out_root / f"{stamp}-demo-{policy}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    domain_id = domain_id if domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", 100 + os.getpid() % 100))
+    if domain_id is None:
+        domain_id = int(os.environ.get("ROS_DOMAIN_ID", stack.pick_domain_id(stack.DEMO_DOMAIN_IDS, os.getpid())))
     env = stack.loopback_environment(domain_id)
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")})
     clip = generate_clip(run_dir / "camera_clip.mp4")

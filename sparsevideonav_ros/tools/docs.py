@@ -8,12 +8,19 @@ The README holds the generated text between the lines ``<!-- stack-tables:begin 
 ``<!-- stack-tables:end -->``; everything outside the markers is left alone. Sections start at
 ``###`` so the markers belong under a ``##`` heading. Plain Python (no rclpy, no launch), so it
 runs anywhere the package imports; the test suite checks that the README is up to date.
+
+Benchmark figures the same way: what a bench printed is saved verbatim as ``docs/bench/<bench>.txt``
+(``.venv/bin/python bench/bench_jpeg.py > docs/bench/bench_jpeg.txt``), and ``--write`` copies its
+excerpt (BENCH_EXCERPTS: the header naming the machine, then the bench's own result lines) between
+``<!-- bench:<bench>:begin -->`` and ``<!-- bench:<bench>:end -->``; ``--check`` fails when a README
+block is not the excerpt of its saved output.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import difflib
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -202,6 +209,71 @@ def section_diff(text: str, path: str = "README.md", generated: Optional[str] = 
     return "".join(difflib.unified_diff(current, wanted, f"{path} (current)", f"{path} (generated)", lineterm="\n"))
 
 
+# -- benchmark output ------------------------------------------------------------------------
+
+BENCH_DIR = Path("docs") / "bench"  # relative to the README's folder
+# Lines of a bench's header that always go into the README: its command and the machine it ran on.
+BENCH_HEADER_PREFIXES = ("$ ", "machine:", "torch ", "dtype:", "NOTE:")
+# bench -> (first line of the excerpt, its last line; None: to the end). The first line may be a
+# heading whose following lines are markdown (bench_sparsevideonav's summary table): that part is
+# pasted as markdown, the rest as a code block.
+BENCH_EXCERPTS: dict[str, tuple[Optional[str], Optional[str]]] = {
+    "bench_jpeg": (None, None),
+    "bench_latency": ("bench_latency:", "stack overhead beyond policy compute:"),
+    "bench_sparsevideonav": ("## Summary (markdown)", None),
+    "bench_janusvln": (None, None),
+}
+MARKDOWN_SECTIONS = ("## Summary (markdown)",)
+
+
+def bench_markers(name: str) -> tuple[str, str]:
+    return f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+
+
+def bench_excerpt(name: str, output: str) -> str:
+    """The README block for what bench ``name`` printed: header lines in a code block, then its result."""
+    first, last = BENCH_EXCERPTS[name]
+    lines = output.rstrip("\n").splitlines()
+    start = 0
+    if first is not None:
+        starts = [i for i, line in enumerate(lines) if line.startswith(first)]
+        if not starts:
+            raise ValueError(f"{name}: the saved output has no line starting with {first!r}")
+        start = starts[-1]
+    end = len(lines)
+    if last is not None:
+        ends = [i for i, line in enumerate(lines) if i >= start and line.startswith(last)]
+        if not ends:
+            raise ValueError(f"{name}: the saved output has no line starting with {last!r} after {first!r}")
+        end = ends[0] + 1
+    header = [line for line in lines[:start] if line.startswith(BENCH_HEADER_PREFIXES)]
+    if not any(line.startswith("machine:") for line in header + lines[start:end]):
+        raise ValueError(f"{name}: the saved output names no machine (a 'machine:' line, bench/_machine.py)")
+    body = lines[start:end]
+    if first in MARKDOWN_SECTIONS:
+        return "```\n" + "\n".join(header) + "\n```\n\n" + "\n".join(body[1:]).strip("\n") + "\n"
+    return "```\n" + "\n".join(header + body) + "\n```\n"
+
+
+def bench_blocks(text: str) -> list[str]:
+    """Benches whose markers the document holds."""
+    return [m.group(1) for m in re.finditer(r"<!-- bench:(\w+):begin -->", text)]
+
+
+def replace_bench_blocks(text: str, folder: Path) -> str:
+    """``text`` with every bench block replaced by the excerpt of ``folder/docs/bench/<bench>.txt``."""
+    for name in bench_blocks(text):
+        if name not in BENCH_EXCERPTS:
+            raise MarkerError(f"bench block {name!r}: no such bench in BENCH_EXCERPTS")
+        begin, end = bench_markers(name)
+        if text.count(begin) != 1 or text.count(end) != 1 or text.index(end) < text.index(begin):
+            raise MarkerError(f"expected one {begin} followed by one {end}")
+        saved = folder / BENCH_DIR / f"{name}.txt"
+        excerpt = bench_excerpt(name, saved.read_text(encoding="utf-8"))
+        text = text[:text.index(begin) + len(begin)] + "\n" + excerpt + text[text.index(end):]
+    return text
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_mutually_exclusive_group()
@@ -216,23 +288,32 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     try:
         text = path.read_text(encoding="utf-8")
+        benches = replace_bench_blocks(text, path.resolve().parent)
         if options.check:
-            if is_up_to_date(text, generated):
-                print(f"{path}: stack tables are up to date")
+            stale = []
+            if not is_up_to_date(text, generated):
+                sys.stderr.write(section_diff(text, str(path), generated))
+                stale.append("stack tables")
+            if benches != text:
+                sys.stderr.write("".join(difflib.unified_diff(text.splitlines(keepends=True),
+                                                              benches.splitlines(keepends=True),
+                                                              f"{path} (current)", f"{path} (saved bench output)")))
+                stale.append(f"bench blocks (vs {BENCH_DIR}/*.txt)")
+            if not stale:
+                print(f"{path}: stack tables and bench blocks are up to date")
                 return 0
-            sys.stderr.write(section_diff(text, str(path), generated))
-            print(f"{path}: stack tables are stale; run `python -m sparsevideonav_ros.tools.docs --write {path}`",
-                  file=sys.stderr)
+            print(f"{path}: {' and '.join(stale)} are stale; run `python -m sparsevideonav_ros.tools.docs --write "
+                  f"{path}`", file=sys.stderr)
             return 1
-        updated = replace_section(text, generated)
-    except (OSError, MarkerError) as error:
+        updated = replace_section(benches, generated)
+    except (OSError, MarkerError, ValueError) as error:
         print(f"{path}: {error}", file=sys.stderr)
         return 2 if options.write else 1
     if updated != text:
         path.write_text(updated, encoding="utf-8")
-        print(f"{path}: stack tables rewritten")
+        print(f"{path}: stack tables and bench blocks rewritten")
     else:
-        print(f"{path}: stack tables already up to date")
+        print(f"{path}: stack tables and bench blocks already up to date")
     return 0
 
 

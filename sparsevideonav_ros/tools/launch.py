@@ -2,8 +2,10 @@
 
     python -m sparsevideonav_ros.tools.launch bringup policy:=scripted camera:=synthetic
 
-reads the same stack description as launch/*.launch.py (stack.plan_graph), so both start
-identical node command lines. Ctrl-C / SIGTERM stops every node (the bridge last, so its final
+plans its processes with the same functions as launch/*.launch.py (launch_plan.plan_graph over the
+stack description), so both start the same nodes with the same names, namespaces, parameter files,
+parameter overrides and log levels (launch_ros hands the overrides over in a temporary parameter
+file where this runner passes `-p name:=value`, and adds `-r __ns:=/` without a namespace). Ctrl-C / SIGTERM stops every node (the bridge last, so its final
 stop reaches the robot after the controller has gone quiet). record:=true adds a rosbags-based
 recorder (tools/record.py) where launch files start `ros2 bag record`; `replay bag:=...` plays the
 bag with tools/play.py where replay.launch.py starts `ros2 bag play`, and ends when the bag does.
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from sparsevideonav_ros import stack
+from sparsevideonav_ros import launch_plan, stack
 
 
 def node_command(process) -> list[str]:
@@ -31,7 +33,7 @@ def node_command(process) -> list[str]:
 
 
 class GraphRunner:
-    """Runs stack.plan_graph's processes as children; logs go to ``log_dir/<node>.log`` when given."""
+    """Runs launch_plan.plan_graph's processes as children; logs go to ``log_dir/<node>.log`` when given."""
 
     # Stop order: sources and planners first, the robot bridge last, the bag recorder after everything
     # (it records the final stop).
@@ -116,7 +118,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for argument in stack.launch_arguments_for(options.launch_file):
             print(f"{argument.name}:={argument.default!r}\n    {argument.description}")
         return 0
-    processes = stack.plan_graph(options.launch_file, parse_launch_arguments(options.arguments))
+    processes = launch_plan.plan_graph(options.launch_file, parse_launch_arguments(options.arguments))
     runner = GraphRunner(processes, log_dir=options.log_dir)
     stop_requested = []
     signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))

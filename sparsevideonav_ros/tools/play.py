@@ -3,7 +3,7 @@
     python -m sparsevideonav_ros.tools.play bags/run1 --clock 100 --rate 1 --delay 3 --topics /camera/image_raw/compressed ...
 
 What replay starts in the process runner (tools/launch.py); replay.launch.py starts
-`ros2 bag play` with the same bag, topics, rate, delay and clock rate (stack.plan_playback).
+`ros2 bag play` with the same bag, topics, rate, delay and clock rate (launch_plan.plan_playback).
 The bag is read with the rosbags library and the serialized messages are published unchanged
 (header stamps are the recorded ones), each when the bag clock reaches its recorded time:
 bag time = bag start + (wall time since start) * rate. /clock carries the bag time at --clock Hz,

@@ -1,6 +1,6 @@
 """Instruction text -> umT5 embeddings, once per instruction.
 
-Facts (shared/reference/sparsevideonav.md and the authors' release):
+Facts (from the authors' release, OpenDriveLab/SparseVideoNav, and the Wan2.1 code it builds on):
   * Text encoder: umT5-xxl encoder (d_model = text_dim 4096), at most 512 tokens, tokenizer google/umt5-xxl
     with its special tokens (a trailing </s>); the release cleans the text first (ftfy + HTML unescape,
     whitespace collapsed).

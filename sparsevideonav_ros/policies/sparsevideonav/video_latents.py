@@ -1,6 +1,6 @@
 """Frames -> normalised Wan2.1 VAE latents, incrementally, the way the SparseVideoNav release encodes them.
 
-Facts this module is built on (see shared/reference/sparsevideonav.md):
+Facts this module is built on (the authors' release, OpenDriveLab/SparseVideoNav, and diffusers' Wan2.1 VAE):
   * Frames: 4 FPS, centre-cropped square, 256x256 RGB, scaled to [-1, 1].
   * Wan2.1 causal VAE (diffusers ``AutoencoderKLWan``): spatial stride 8, temporal stride 4, z_dim 16.
     A clip of 1 + 4k frames is encoded chunk by chunk: the first frame alone, then 4-frame chunks,
