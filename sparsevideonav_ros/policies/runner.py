@@ -55,15 +55,16 @@ PLAN_RATE_WINDOW_S = 10.0  # frame time over which policy/status reports the ach
 log = logging.getLogger("sparsevideonav_ros.policies.runner")
 
 
-def policy_rate_hz(policy_class: type, requested_hz: Optional[float] = None) -> float:
+def policy_rate_hz(policy_class: type, requested_hz: Optional[float] = None, option: str = "history_rate_hz") -> float:
     """The frame rate the runner samples at: the policy's own (``frame_rate_hz``), else ``requested_hz``
     (a policy that declares none takes any rate), else 4 FPS. A requested rate that contradicts the
-    policy's is a ConfigError: the policy would see frames spaced unlike those it was trained on."""
+    policy's is a ConfigError naming ``option``: the policy would see frames spaced unlike those it was
+    trained on."""
     declared = getattr(policy_class, "frame_rate_hz", None)
     if declared is not None:
         if requested_hz is not None and not math.isclose(requested_hz, declared, rel_tol=1e-9):
-            raise ConfigError(f"history_rate_hz {requested_hz:g} contradicts policy {policy_class.name!r}, which "
-                              f"runs at {declared:g} FPS: set history_rate_hz: {declared:g} (or leave it out)")
+            raise ConfigError(f"{option} {requested_hz:g} contradicts policy {policy_class.name!r}, which "
+                              f"runs at {declared:g} FPS: set {option} {declared:g} (or leave it out)")
         return float(declared)
     return float(requested_hz) if requested_hz is not None else 4.0
 
@@ -95,12 +96,15 @@ class PolicyRunner:
     instruction: applied right after loading (empty = none yet).
     report_error / log_info: (message) -> None, called from either side (a node forwards them to its log).
     clock: seconds, for compute times (time.perf_counter; tests pass a fake one).
+    step: (policy, observation) -> Plan for the frame planned at (default ``policy.step``); the action-head
+      trainer imagines the future there instead of planning.
     """
 
     def __init__(self, policy_class: type, make_policy: Callable[[], Policy], rate_hz: Optional[float] = None,
                  max_pending_frames: int = 64, grid_anchor_s: float = 0.0, odometry_horizon_s: float = 10.0,
                  instruction: str = "", report_error: Optional[Callable[[str], None]] = None,
-                 log_info: Optional[Callable[[str], None]] = None, clock: Callable[[], float] = time.perf_counter):
+                 log_info: Optional[Callable[[str], None]] = None, clock: Callable[[], float] = time.perf_counter,
+                 step: Optional[Callable[[Policy, Observation], Plan]] = None):
         if max_pending_frames < 1:
             raise ConfigError(f"max_pending_frames must be >= 1, got {max_pending_frames}")
         self.policy_class = policy_class
@@ -112,6 +116,7 @@ class PolicyRunner:
         self.report_error = report_error or (lambda message: log.error(message))
         self.log_info = log_info or (lambda message: log.info(message))
         self.clock = clock
+        self._step = step or (lambda policy, observation: policy.step(observation))
         self.policy: Optional[Policy] = None
         self.state = LOADING
         self.load_error: Optional[BaseException] = None
@@ -120,7 +125,7 @@ class PolicyRunner:
         self._wake = threading.Event()
         self._sampler = FrameSampler(rate_hz=self.rate_hz)
         if self.grid_anchor_s > 0:
-            self._sampler.anchor_at(self.grid_anchor_s)
+            self.anchor_grid(self.grid_anchor_s)
         self._odometry = PoseHistory(horizon_s=odometry_horizon_s)
         self._frames: collections.deque = collections.deque()  # (seq, epoch, Observation)
         self._commands: list = []  # (seq, epoch, kind, text)
@@ -142,6 +147,12 @@ class PolicyRunner:
             self.set_instruction(instruction)
 
     # -- input side (any thread; returns at once) ------------------------------------------------
+    def anchor_grid(self, stamp: float) -> None:
+        """Start the sampling grid at ``stamp`` (s) as if a frame had been sampled there: a replay or an
+        evaluation samples the frames the recorded run sampled (FrameSampler.anchor_at)."""
+        with self._lock:
+            self._sampler.anchor_at(stamp)
+
     def wants_frame(self, stamp: float) -> bool:
         """Would a frame stamped ``stamp`` (s) be sampled? Lets a caller skip decoding dropped frames."""
         with self._lock:
@@ -312,7 +323,7 @@ class PolicyRunner:
             for observation in batch[:index]:
                 policy.observe(observation)
                 self._observed += 1
-            plan = policy.step(batch[index])
+            plan = self._step(policy, batch[index])
             self._observed += 1
             for observation in batch[index + 1:]:
                 policy.observe(observation)

@@ -3,9 +3,11 @@
     python -m sparsevideonav_ros.tools.evaluate bags/<run> --policy scripted
     python -m sparsevideonav_ros.tools.evaluate walk.mp4 --instruction "stop by the wooden door" --policy <name>
 
-No ROS needed (the bag is read with the rosbags library). Frames go through the same 4 FPS time
-grid as policy_node (core.frame_sampler), odometry reaches the policy as it would have on the
-robot (poses received up to the frame, interpolated at its stamp), and the instruction comes from
+No ROS needed (the bag is read with the rosbags library). Frames go through the same pipeline as
+policy_node (policies/runner.PolicyRunner: the policy's 4 FPS time grid, its planning frames),
+odometry reaches the policy as it would have on the robot (poses received up to the frame,
+interpolated at its stamp), and each sampled frame is stepped before the next (no frame is queued
+or dropped as on a busy robot). The instruction comes from
 --instruction, else the bag's instruction messages at their recorded times, else the instruction
 the recorded policy/status reported. The report folder holds:
 
@@ -39,10 +41,11 @@ from sparsevideonav_ros import stack
 from sparsevideonav_ros.bags import BagError
 from sparsevideonav_ros.configs import ConfigError
 from sparsevideonav_ros.core import images, se2
-from sparsevideonav_ros.core.frame_sampler import FrameSampler
 from sparsevideonav_ros.core.pose_history import PoseHistory
 from sparsevideonav_ros.policies import registry
-from sparsevideonav_ros.policies.base import Observation, PolicyError
+from sparsevideonav_ros.policies.base import PolicyError
+from sparsevideonav_ros.policies.runner import PolicyRunner, policy_rate_hz
+from sparsevideonav_ros.policies.runner import Step as RunnerStep
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -246,20 +249,23 @@ class Step:
                 "has_preview": bool(self.preview_jpeg)}
 
 
-def run_policy(events: Iterator, episode: Episode, policy, rate_hz: float, instruction: str,
+def run_policy(events: Iterator, episode: Episode, policy, rate_hz: Optional[float], instruction: str,
                render: Optional["OverlayRenderer"], max_steps: int = 0) -> list[Step]:
-    sampler = FrameSampler(rate_hz=rate_hz)
-    odometry = PoseHistory(horizon_s=10.0)  # what the node keeps
+    """Feed the input to ``policy`` through the PolicyRunner, as policy_node does, with every sampled
+    frame stepped before the next one arrives (an evaluation waits for the policy; the robot cannot)."""
+    runner = PolicyRunner(type(policy), lambda: policy, rate_hz=rate_hz, report_error=lambda message: None,
+                          log_info=lambda message: None)
+    runner.load()  # built already: a bad configuration failed before the input was opened
     steps: list[Step] = []
     instruction_set = grid_anchored = False
     if instruction:
-        policy.set_instruction(instruction)
+        runner.set_instruction(instruction)
         instruction_set = True
     for kind, payload in events:
         if kind == "odom":
             stamp, pose = payload
             try:
-                odometry.add(stamp, pose)
+                runner.add_odometry(stamp, pose)
                 episode.odometry.append((stamp, pose))
             except ValueError:
                 pass  # non-finite odometry: the node rejects it too
@@ -267,7 +273,7 @@ def run_policy(events: Iterator, episode: Episode, policy, rate_hz: float, instr
             episode.instructions.append(payload)
             if not instruction:
                 try:
-                    policy.set_instruction(payload[1])
+                    runner.set_instruction(payload[1])
                     instruction_set = True
                 except PolicyError:
                     pass
@@ -284,42 +290,34 @@ def run_policy(events: Iterator, episode: Episode, policy, rate_hz: float, instr
             if frame.before_start or (max_steps and len(steps) >= max_steps):
                 continue
             if episode.grid_anchor is not None and not grid_anchored:
-                sampler.anchor_at(episode.grid_anchor)  # the recorded policy's grid (bags.recorded_grid)
+                runner.anchor_grid(episode.grid_anchor)  # the recorded policy's grid (bags.recorded_grid)
                 grid_anchored = True
-            if not sampler.would_accept(frame.stamp):
+            if not runner.wants_frame(frame.stamp):
                 continue  # like the node: no decode for frames the 4 FPS grid drops
             try:
                 rgb = frame.decode()
             except images.ImageEncodingError:
                 continue
-            if not sampler.offer(frame.stamp):
-                continue
             if not instruction_set and episode.status_instruction:
                 # recorded as a launch argument / parameter: no instruction message, but status reports it
-                try:
-                    policy.set_instruction(episode.status_instruction)
-                    instruction_set = True
-                except PolicyError:
-                    pass
-            try:
-                odom_pose = odometry.pose_at(frame.stamp)
-            except LookupError:
-                odom_pose = None
-            steps.append(step_policy(policy, len(steps), Observation(stamp=frame.stamp, rgb=rgb,
-                                                                      frame_id=frame.frame_id, odom_pose=odom_pose)))
-            if render is not None:
-                render.add(steps[-1], rgb, episode)
+                runner.set_instruction(episode.status_instruction)
+                instruction_set = True
+            if not runner.add_frame(frame.stamp, rgb, frame.frame_id):
+                continue
+            for runner_step in runner.process():
+                steps.append(step_record(len(steps), runner_step))
+                if render is not None:
+                    render.add(steps[-1], runner_step.observation.rgb, episode)
     return steps
 
 
-def step_policy(policy, index: int, observation: Observation) -> Step:
-    started = time.perf_counter()
-    try:
-        plan = policy.step(observation)
-    except Exception as error:  # the node publishes a stop for any policy failure; here it is a failed step
-        return Step(index, observation.stamp, "error", np.zeros((0, 3)), (time.perf_counter() - started) * 1e3, {},
-                    f"{type(error).__name__}: {error}", observation.odom_pose)
-    compute_ms = (time.perf_counter() - started) * 1e3
+def step_record(index: int, step: RunnerStep) -> Step:
+    """A runner step as the report keeps it (a failed step has state 'error' and its message)."""
+    observation, plan = step.observation, step.plan
+    compute_ms = step.compute_s * 1e3
+    if plan is None:  # the node publishes a stop for any policy failure; here it is a failed step
+        return Step(index, observation.stamp, "error", np.zeros((0, 3)), compute_ms, {}, step.error,
+                    observation.odom_pose)
     preview = b""
     if plan.preview is not None:
         try:
@@ -633,13 +631,14 @@ def default_out(input_path: Path, policy: str) -> Path:
     return Path("reports") / f"{stamp}-{stack.slugify(policy)}-{stack.slugify(input_path.stem) or 'input'}"
 
 
-def evaluate(input_path: Path, policy_name: str, out: Path, instruction: str = "", rate_hz: float = 4.0,
+def evaluate(input_path: Path, policy_name: str, out: Path, instruction: str = "", rate_hz: Optional[float] = None,
              values: Optional[dict] = None, camera_height_m: float = 0.35, image_topic: Optional[str] = None,
              odom_topic: Optional[str] = None, video_fps: Optional[float] = None, max_steps: int = 0,
              write_video: bool = True, start: str = "aligned") -> dict:
     """Run the evaluation and write the report folder; returns the summary. Raises InputError (and
     bags.BagError, a RuntimeError too) for unusable input, ConfigError for a bad policy configuration."""
     policy = registry.make_policy(policy_name, values or {})
+    rate_hz = policy_rate_hz(type(policy), rate_hz, option="--rate")  # the policy's own rate, or refused
     input_path = Path(input_path)
     if not input_path.exists():
         raise InputError(f"no such bag or video: {input_path}")
@@ -718,7 +717,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--params-file", type=Path,
                         help="params YAML (like params_file:=) whose policy_node '<policy>:' block configures the policy")
     parser.add_argument("--out", type=Path, help="report folder (default reports/<date>-<policy>-<input>)")
-    parser.add_argument("--rate", type=float, default=4.0, help="policy frame rate (default 4 FPS, as policy_node)")
+    parser.add_argument("--rate", type=float, help="policy frame rate (default: the policy's own, 4 FPS for "
+                                                   "sparsevideonav and janusvln, which refuse any other; scripted 4)")
     parser.add_argument("--image-topic", help="camera topic when the bag has several")
     parser.add_argument("--odom-topic", help="odometry topic when the bag has several")
     parser.add_argument("--camera-height", type=float, default=0.35,
@@ -733,7 +733,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     options = parser.parse_args(argv)
     out = options.out or default_out(options.input, options.policy)
     try:
-        if not options.rate > 0:
+        if options.rate is not None and not options.rate > 0:
             raise ConfigError(f"--rate must be > 0, got {options.rate}")
         if options.start != "aligned":
             try:

@@ -29,11 +29,10 @@ import torch
 from sparsevideonav_ros.core import se2
 from sparsevideonav_ros.core.frame_sampler import FrameSampler
 from sparsevideonav_ros.core.pose_history import PoseHistory
-from sparsevideonav_ros.policies.base import Observation
+from sparsevideonav_ros.policies.base import Observation, Plan
+from sparsevideonav_ros.policies.runner import PolicyRunner
 
 ACTIONS = 8
-PLAN_EVERY = 4
-MIN_FRAMES = 12
 
 
 @dataclass
@@ -91,20 +90,41 @@ def action_labels(poses: np.ndarray, index: int) -> np.ndarray:
 
 
 def build_samples(policy, episodes: Iterable[Episode]) -> list[Sample]:
-    """Run the frozen video model over each episode as the policy does, one sample per planning step."""
-    samples = []
-    for episode in episodes:
-        policy.reset()
-        policy.set_instruction(episode.instruction)
-        text_embeds, text_mask = (t[0].cpu() for t in policy.instruction_embedding)
-        for index, (stamp, rgb) in enumerate(zip(episode.stamps, episode.frames)):
-            policy.observe(Observation(stamp=stamp, rgb=rgb))
-            seen = index + 1
-            if seen < MIN_FRAMES or seen % PLAN_EVERY or index + ACTIONS >= len(episode.frames):
-                continue
+    """Run the frozen video model over each episode as the policy does, one sample per planning frame.
+
+    Frames go through the PolicyRunner like policy_node's (instruction, reset per episode, the policy's
+    planning frames, plans_at); at each planning frame with 8 frames of labels after it, the policy
+    imagines the sparse future (SparseVideoNavPolicy.imagine) instead of running its action head.
+    """
+    samples: list[Sample] = []
+    index_of: dict[float, int] = {}
+    current: list[Episode] = []
+
+    def imagine_at_planning_frames(policy, observation: Observation) -> Plan:
+        policy.observe(observation)
+        seen, index = policy.history_length, index_of[observation.stamp]
+        if (seen >= policy.config.min_frames and policy.plans_at(seen)
+                and index + ACTIONS < len(current[0].frames)):
+            text_embeds, text_mask = (t[0].cpu() for t in policy.instruction_embedding)
             future = policy.imagine()[0, :, -ACTIONS:].float().cpu()
-            labels = torch.from_numpy(action_labels(episode.poses, index)).float()
+            labels = torch.from_numpy(action_labels(current[0].poses, index)).float()
             samples.append(Sample(future, labels, text_embeds, text_mask))
+        return Plan.stand_still(observation.stamp, "warming_up")  # nothing to drive: a training pass
+
+    def fail(message: str) -> None:  # a refused instruction or a failed step ends the training run
+        raise RuntimeError(message)
+
+    runner = PolicyRunner(type(policy), lambda: policy, step=imagine_at_planning_frames, report_error=fail,
+                          log_info=lambda message: None)
+    runner.load()
+    for episode in episodes:
+        current[:] = [episode]
+        index_of = {float(stamp): i for i, stamp in enumerate(episode.stamps)}
+        runner.reset()
+        runner.set_instruction(episode.instruction)
+        for stamp, rgb in zip(episode.stamps, episode.frames):
+            if runner.add_frame(stamp, rgb):
+                runner.process()
     return samples
 
 
