@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_LOCALHOST_ONLY := 1
 
-.PHONY: demo test venv bench clean system-deps
+.PHONY: demo test venv bench bench-readme clean system-deps
 
 # Debian's libusb-1.0-0 (pyrealsense2 needs libusb-1.0.so.0). Installed when missing and we are
 # root with apt (CI, containers); otherwise a note: a non-root user runs the printed command.
@@ -44,6 +44,15 @@ test: system-deps $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_jpeg.py
 	$(PY) bench/bench_latency.py
+
+# Rerun every bench with its defaults (about 10 minutes on 2 cores), keep what each printed in
+# docs/bench/, and paste the excerpts into README.md's performance section (tools/docs.py).
+bench-readme: $(STAMP)
+	$(PY) bench/bench_jpeg.py > docs/bench/bench_jpeg.txt
+	$(PY) bench/bench_latency.py > docs/bench/bench_latency.txt
+	$(PY) bench/bench_sparsevideonav.py > docs/bench/bench_sparsevideonav.txt
+	$(PY) bench/bench_janusvln.py --threads 1 > docs/bench/bench_janusvln.txt
+	$(PY) -m sparsevideonav_ros.tools.docs --write README.md
 
 clean:
 	rm -rf $(VENV) runs build install log

@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python bench/bench_latency.py [--duration 20] [--json PATH]   (~30 s)
 
-Starts bringup as processes (the same command lines as `ros2 launch` / tools/launch.py) on
+Starts bringup as processes (tools/launch.py's command lines; the launch files give each node the same
+arguments) on
 loopback only, with the `scripted` policy on a long straight route (the robot keeps moving),
 a synthetic 1280x720 camera at 15 Hz and the sim Go2, and watches it from an in-process
 GraphMonitor. Per frame that produced a plan (policy/path stamped with the frame's capture stamp):

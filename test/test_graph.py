@@ -1,7 +1,7 @@
 """Multi-process tests of the real graph over loopback DDS (rclpy from the Jazzy wheels).
 
-Each test starts the node processes it needs with the pip-only runner (same command lines as the
-launch files), watches them from an in-process monitor node, and stops them.
+Each test starts the node processes it needs with the pip-only runner (each node with the arguments
+the launch files give it, test_launch_files.py), watches them from an in-process monitor node, and stops them.
 """
 from __future__ import annotations
 

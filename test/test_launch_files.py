@@ -563,3 +563,19 @@ def test_stack_plans_a_replay_only_with_its_alignment(small_bag):
     assert read.instruction == "" and read.grid_anchor_s is not None
     assert launch_plan.plan_graph("replay", {"bag": str(small_bag)}) == stack.plan_graph(
         "replay", {"bag": str(small_bag)}, replay=read)
+
+
+# -- ROS domain ids ------------------------------------------------------------------------------------
+
+def test_domain_ids_stay_in_the_valid_ranges():
+    for valid in (0, 1, 101, 215, 232):
+        assert stack.loopback_environment(valid, base={})["ROS_DOMAIN_ID"] == str(valid)
+    for invalid in (-1, 102, 150, 200, 214, 233):
+        with pytest.raises(ValueError, match="0-101 and 215-232"):
+            stack.loopback_environment(invalid, base={})
+    tests = set(range(1, 101))  # test/conftest.py: 1 + pid % 100
+    for ids in (stack.DEMO_DOMAIN_IDS, stack.BENCH_DOMAIN_IDS):
+        picked = {stack.pick_domain_id(ids, pid) for pid in range(4 * len(ids))}
+        assert picked == set(ids) and all(stack.domain_id_is_valid(i) for i in picked)
+        assert not picked & tests, "the demo and the bench never share a domain with the test runs"
+    assert not set(stack.DEMO_DOMAIN_IDS) & set(stack.BENCH_DOMAIN_IDS)

@@ -85,7 +85,7 @@ def test_save_pretrained_round_trip_keeps_config_and_outputs(tiny, tmp_path):
 def test_release_layout_export_and_load_give_identical_outputs(tiny, tmp_path):
     svn_ckpt = checkpoints.export_release_transformer(tiny, tmp_path / "svn_ckpt")
     from safetensors.torch import load_file
-    keys = set(load_file(str(svn_ckpt / "model.safetensors")))
+    keys = set(load_file(str(svn_ckpt / checkpoints.RELEASE_WEIGHTS)))
     assert all(k.startswith("vgm.") for k in keys)
     # the original Wan naming of the reference, block 0
     for name in ("norm3.weight", "self_attn.q.weight", "self_attn.o.bias", "self_attn.norm_q.weight",
@@ -113,14 +113,14 @@ def test_release_layout_export_and_load_give_identical_outputs(tiny, tmp_path):
 def test_release_loading_names_bad_keys(tiny, tmp_path):
     from safetensors.torch import load_file, save_file
     svn_ckpt = checkpoints.export_release_transformer(tiny, tmp_path / "svn_ckpt")
-    state = load_file(str(svn_ckpt / "model.safetensors"))
+    state = load_file(str(svn_ckpt / checkpoints.RELEASE_WEIGHTS))
     state["vgm.blocks.0.mystery.weight"] = torch.zeros(1)
-    save_file(state, str(svn_ckpt / "model.safetensors"))
+    save_file(state, str(svn_ckpt / checkpoints.RELEASE_WEIGHTS))
     with pytest.raises(checkpoints.CheckpointError, match="mystery"):
         checkpoints.load_release_transformer(svn_ckpt)
     del state["vgm.blocks.0.mystery.weight"]
     del state["vgm.blocks.1.history_cross_attn.q.weight"]
-    save_file(state, str(svn_ckpt / "model.safetensors"))
+    save_file(state, str(svn_ckpt / checkpoints.RELEASE_WEIGHTS))
     with pytest.raises(checkpoints.CheckpointError, match=r"blocks\.1\.attn_history\.to_q\.weight"):
         checkpoints.load_release_transformer(svn_ckpt)
     with pytest.raises(checkpoints.CheckpointError, match="config.json"):

@@ -1,7 +1,10 @@
 """Checkpoint layouts: the authors' release (original Wan naming) and our own save_pretrained folder.
 
 Authors' release (cannot be downloaded here; the layout is from their inference config):
-    <release>/svn_ckpt/            config.json (vgm_*) + *.safetensors, keys under `vgm.` in ORIGINAL Wan naming
+    <release>/svn_ckpt/            config.json (vgm_*) + diffusion_pytorch_model.safetensors (a diffusers
+                                   ModelMixin folder: the name their from_pretrained reads; or sharded with
+                                   diffusion_pytorch_model.safetensors.index.json), keys under `vgm.` in
+                                   ORIGINAL Wan naming
     <release>/Wan2.1_VAE.pth       original Wan VAE
     <release>/google/umt5-xxl/     tokenizer; models_t5_umt5-xxl-enc-bf16.pth (Wan's own T5 naming)
 The diffusers-format Wan2.1-T2V-1.3B folder carries the same VAE and umT5 as vae/, text_encoder/, tokenizer/.
@@ -23,6 +26,10 @@ from sparsevideonav_ros.policies.sparsevideonav.transformer import SparseVideoNa
 
 RELEASE_PREFIX = "vgm."
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+# The file names diffusers' ModelMixin.from_pretrained looks for (the authors load svn_ckpt/ with it), in its order.
+RELEASE_WEIGHTS = "diffusion_pytorch_model.safetensors"
+RELEASE_WEIGHTS_INDEX = "diffusion_pytorch_model.safetensors.index.json"
+RELEASE_WEIGHTS_BIN = "diffusion_pytorch_model.bin"
 
 
 class CheckpointError(RuntimeError):
@@ -190,6 +197,23 @@ def weight_files(folder: Path) -> list[Path]:
     return files
 
 
+def release_weight_files(svn_ckpt: Path) -> list[Path]:
+    """The weight files of an svn_ckpt/ folder, by the names diffusers reads (sharded index, safetensors, bin);
+    a folder with none of them (e.g. our exports before they used that name: model.safetensors) is read whole."""
+    svn_ckpt = Path(svn_ckpt)
+    index = svn_ckpt / RELEASE_WEIGHTS_INDEX
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        missing = [name for name in shards if not (svn_ckpt / name).is_file()]
+        if not shards or missing:
+            raise CheckpointError(f"{index} lists {'missing shards ' + str(missing) if missing else 'no shards'}")
+        return [svn_ckpt / name for name in shards]
+    for name in (RELEASE_WEIGHTS, RELEASE_WEIGHTS_BIN):
+        if (svn_ckpt / name).is_file():
+            return [svn_ckpt / name]
+    return weight_files(svn_ckpt)
+
+
 def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Strict load that names every missing and unexpected key."""
     expected = set(model.state_dict())
@@ -213,7 +237,7 @@ def load_release_transformer(svn_ckpt: Path, device: str = "cpu",
     kwargs = transformer_config_from_release(json.loads(config_path.read_text()))
     with init_empty_weights():  # no full-size random init before the real weights arrive
         model = SparseVideoNavTransformer(**kwargs)
-    state = release_to_ours(read_state_dict(weight_files(svn_ckpt)))
+    state = release_to_ours(read_state_dict(release_weight_files(svn_ckpt)))
     # Persistent buffers that are recomputed deterministically are still checked, never silently taken.
     load_into(model, state, str(svn_ckpt))
     cast_keeping_fp32_modules(model, dtype)
@@ -230,12 +254,13 @@ def cast_keeping_fp32_modules(model: torch.nn.Module, dtype: torch.dtype) -> Non
 
 
 def export_release_transformer(model: SparseVideoNavTransformer, svn_ckpt: Path) -> Path:
-    """Write `model` in the authors' layout (config.json + model.safetensors with `vgm.` keys)."""
+    """Write `model` in the authors' layout: config.json + diffusion_pytorch_model.safetensors with `vgm.` keys,
+    the file their diffusers from_pretrained reads (one file, unsharded). Returns the folder."""
     from safetensors.torch import save_file
 
     svn_ckpt = Path(svn_ckpt)
     svn_ckpt.mkdir(parents=True, exist_ok=True)
     (svn_ckpt / "config.json").write_text(json.dumps(release_config_from_transformer(model), indent=2))
     state = {k: v.detach().contiguous().cpu() for k, v in ours_to_release(model.state_dict()).items()}
-    save_file(state, str(svn_ckpt / "model.safetensors"))
+    save_file(state, str(svn_ckpt / RELEASE_WEIGHTS), metadata={"format": "pt"})
     return svn_ckpt

@@ -16,8 +16,10 @@ class SparseVideoNavConfig:
                                   "just walks slowly forward).")
     wan_diffusers_dir: str = param("", "Release layout only: diffusers-format Wan2.1-T2V-1.3B folder giving "
                                        "text_encoder/ and tokenizer/ (and vae/ if Wan2.1_VAE.pth is absent).")
-    action_head_dir: str = param("", "Release layout only: a trained action head folder (the authors have not "
-                                     "released theirs).")
+    action_head_dir: str = param("", "A trained action head folder (save_pretrained, e.g. from tools/"
+                                     "train_action_head); replaces the checkpoint's own head in every layout, "
+                                     "tiny included. Required with the authors' release (they have not released "
+                                     "their head).")
     device: str = param("cpu", "Torch device of the video model and action head (cpu, cuda, cuda:1, ...).")
     dtype: str = param("float32", "Weights and compute precision.", choices=("float32", "bfloat16", "float16"))
     text_encoder_device: str = param("cpu", "Device of umT5 (used once per instruction; cpu keeps GPU memory free).")

@@ -9,10 +9,13 @@ Our layout (save_pretrained):                 The authors' release layout:
     <folder>/action_head/
 
 `tiny` builds a small random set once into a cache folder and loads it through the same code.
+`sparsevideonav.action_head_dir`, when set, replaces the folder's action head in every layout (tiny, ours,
+release; required with the release); start-up logs one line naming the head that was loaded.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ import transformers.utils.logging as _transformers_logging  # noqa: E402
 
 _diffusers_logging.disable_progress_bar()
 _transformers_logging.disable_progress_bar()
+log = logging.getLogger("sparsevideonav_ros.policies.sparsevideonav")
 
 LAYOUT_FILE = "sparsevideonav.json"
 LAYOUT_FORMAT = "sparsevideonav_ros"
@@ -52,11 +56,17 @@ class SparseVideoNavModels:
     action_head: SparseVideoNavActionHead
     text_encoder: InstructionEncoder
     image_size: int
+    action_head_source: str = ""  # where the action head came from (folder and why), for logs and status
 
     def __post_init__(self) -> None:
         text_dim = self.transformer.config.text_dim
         if self.text_encoder.hidden_size != text_dim:
             raise CheckpointError(f"text encoder width {self.text_encoder.hidden_size} != backbone text_dim {text_dim}")
+        head_text_dim = self.action_head.config.language_dim
+        if head_text_dim != text_dim:
+            raise CheckpointError(f"action head {self.action_head_source or ''} expects instruction embeddings of "
+                                  f"width {head_text_dim}, the text encoder gives {text_dim}: a head trained for "
+                                  f"another model set")
         grid = int(math.isqrt(self.transformer.qformer.config.num_latents // self.transformer.history_slots))
         if grid * VAE_SPATIAL_STRIDE != self.image_size:
             raise CheckpointError(f"image_size {self.image_size} does not match the Q-Former's {grid}x{grid} latent "
@@ -106,6 +116,31 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
+def _load_action_head(folder: Path, dtype: torch.dtype, device: str, why: str) -> tuple[SparseVideoNavActionHead, str]:
+    """An action head saved with save_pretrained (config.json + diffusion_pytorch_model.safetensors) -> (head on
+    `device` in eval mode, "folder (why)"). A missing or unreadable file is a CheckpointError naming it."""
+    folder = Path(folder).expanduser()
+    _require(folder / "config.json", f"action head config ({why})")
+    weights = sorted(p.name for p in folder.glob("diffusion_pytorch_model*"))
+    if not weights:
+        raise CheckpointError(f"missing action head weights ({why}): expected {folder / 'diffusion_pytorch_model.safetensors'}")
+    try:
+        head = SparseVideoNavActionHead.from_pretrained(folder, torch_dtype=dtype)
+    except Exception as error:  # diffusers raises OSError, ValueError, SafetensorError, JSON errors ...
+        raise CheckpointError(f"cannot load the action head ({why}) from {folder} "
+                              f"({', '.join(weights)} + config.json): {type(error).__name__}: {error}") from error
+    # diffusers leaves parameters the file lacks on the meta device (a warning, then a crash on .to()).
+    missing = [name for name, tensor in [*head.named_parameters(), *head.named_buffers()] if tensor.is_meta]
+    if missing:
+        raise CheckpointError(f"the action head in {folder / weights[0]} ({why}) lacks {len(missing)} tensors of "
+                              f"its config.json's architecture, e.g. {missing[:5]}")
+    source = f"{folder} ({why})"
+    parameters = sum(p.numel() for p in head.parameters())
+    # One line at start-up: with several heads around, which one drives the robot must be visible in the log.
+    log.info("sparsevideonav action head: %s, %.2fM parameters", source, parameters / 1e6)
+    return head.to(device).eval(), source
+
+
 def _load_ours(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavModels:
     layout = json.loads(_require(folder / LAYOUT_FILE, "layout file").read_text())
     if layout.get("format") != LAYOUT_FORMAT or layout.get("version") != LAYOUT_VERSION:
@@ -113,14 +148,19 @@ def _load_ours(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavMode
     dtype = DTYPES[config.dtype]
     transformer = SparseVideoNavTransformer.from_pretrained(
         _require(folder / "transformer" / "config.json", "backbone config").parent, torch_dtype=dtype)
-    action_head = SparseVideoNavActionHead.from_pretrained(
-        _require(folder / "action_head" / "config.json", "action head config").parent, torch_dtype=dtype)
+    if config.action_head_dir:
+        action_head, head_source = _load_action_head(Path(config.action_head_dir), dtype, config.device,
+                                                     "sparsevideonav.action_head_dir, replacing "
+                                                     f"{folder / 'action_head'}")
+    else:
+        action_head, head_source = _load_action_head(folder / "action_head", dtype, config.device,
+                                                     "the checkpoint's own head")
     vae = load_vae(_require(folder / "vae", "VAE folder"), device=config.device, dtype=dtype)
     text = InstructionEncoder.from_pretrained(_require(folder / "text_encoder", "text encoder folder"),
                                               _require(folder / "tokenizer", "tokenizer folder"),
                                               device=config.text_encoder_device)
-    return SparseVideoNavModels(transformer.to(config.device).eval(), vae.eval(), action_head.to(config.device).eval(),
-                                text, int(layout["image_size"]))
+    return SparseVideoNavModels(transformer.to(config.device).eval(), vae.eval(), action_head, text,
+                                int(layout["image_size"]), head_source)
 
 
 def _load_release(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavModels:
@@ -129,6 +169,9 @@ def _load_release(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavM
         raise CheckpointError(
             f"{folder} is the authors' release, which has no action head (not published): train one with "
             f"`python -m sparsevideonav_ros.tools.train_action_head` and set sparsevideonav.action_head_dir")
+    # The head first: a wrong head folder fails in a second, not after the 1.3B backbone has loaded.
+    action_head, head_source = _load_action_head(Path(config.action_head_dir), dtype, config.device,
+                                                 "sparsevideonav.action_head_dir")
     wan = Path(config.wan_diffusers_dir) if config.wan_diffusers_dir else folder / "wan_diffusers_dir-unset"
     transformer = load_release_transformer(folder / "svn_ckpt", device=config.device, dtype=dtype)
     original_vae = folder / "Wan2.1_VAE.pth"
@@ -145,11 +188,8 @@ def _load_release(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavM
         _require(text_source, "umT5 encoder (<wan_diffusers_dir>/text_encoder or models_t5_umt5-xxl-enc-bf16.pth)"),
         tokenizer if tokenizer.is_dir() else _require(wan / "tokenizer", "tokenizer"),
         device=config.text_encoder_device)
-    action_head = SparseVideoNavActionHead.from_pretrained(
-        _require(Path(config.action_head_dir) / "config.json", "action head config").parent, torch_dtype=dtype)
     grid = int(math.isqrt(transformer.qformer.config.num_latents // transformer.history_slots))
-    return SparseVideoNavModels(transformer, vae.eval(), action_head.to(config.device).eval(), text,
-                                grid * VAE_SPATIAL_STRIDE)
+    return SparseVideoNavModels(transformer, vae.eval(), action_head, text, grid * VAE_SPATIAL_STRIDE, head_source)
 
 
 def load_models(config: SparseVideoNavConfig) -> SparseVideoNavModels:

@@ -180,3 +180,6 @@ class SparseVideoNavPolicy(Policy):
         waypoints = se2.poses_from_deltas(deltas)
         return Plan(stamp=stamp, waypoints=waypoints, state="ok", waypoint_dt_s=ACTION_DT_S, preview=preview,
                     timings_s=timings)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "action_head": self.models.action_head_source}
