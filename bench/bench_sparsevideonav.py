@@ -538,18 +538,6 @@ def _count(fn: Callable) -> int:
     return int(counter.get_total_flops())
 
 
-def _compress_history_same_ops(transformer, history, text, mask):
-    """``SparseVideoNavTransformer.compress_history`` for an all-valid history, without its frame-mask
-    checks: those call ``bool(tensor)``, which meta tensors cannot answer, and an all-valid mask is
-    dropped before any arithmetic anyway (QFormer.forward), so the FLOPs are the same."""
-    batch, channels, frames, height, width = history.shape
-    features = history.permute(0, 2, 3, 4, 1).reshape(batch, frames, height * width, channels)
-    features = transformer.history_post_proj(transformer.history_pre_proj(features))
-    queries = transformer.qformer(features, frame_mask=None, language=text, language_mask=mask)
-    queries = queries.reshape(batch, transformer.history_slots, height * width, queries.shape[-1])
-    return transformer.video_former(queries, language=text, language_mask=mask)
-
-
 def count_flops(spec: ModelSpec, history_frames, action_steps: int = 10, text_tokens: int = 24,
                 with_text_encoder: bool = False) -> dict:
     """FLOPs of every stage of one policy step, the real modules running on the meta device.
@@ -572,8 +560,8 @@ def count_flops(spec: ModelSpec, history_frames, action_steps: int = 10, text_to
     out["vae_encode_reference_s"] = _count(lambda: encode_clip(vae, torch.zeros(1, 3, REFERENCE_FRAMES, size, size,
                                                                                 **meta)))
     out["history_compression_by_frames"] = {
-        h: _count(lambda h=h: _compress_history_same_ops(transformer, torch.zeros(1, 16, h // 4, grid, grid, **meta),
-                                                         text, mask))
+        h: _count(lambda h=h: transformer.compress_history(torch.zeros(1, 16, h // 4, grid, grid, **meta), None,
+                                                           text, mask))
         for h in history_frames}
     hist_tokens = torch.zeros(1, transformer.video_former.config.num_latents, transformer.video_former.config.dim,
                               **meta)

@@ -151,8 +151,8 @@ class SparseVideoNavTransformer(WanTransformer3DModel):
                              f"another image size")
         features = history_latents.permute(0, 2, 3, 4, 1).reshape(batch, frames, tokens_per_frame, channels)
         features = self.history_post_proj(self.history_pre_proj(features.to(self.history_pre_proj.weight.dtype)))
-        if frame_mask is None:
-            frame_mask = torch.ones(batch, frames, dtype=torch.bool, device=features.device)
+        # frame_mask None stays None (all real frames: QFormer skips the mask, as it drops an all-true one), so
+        # this also runs on meta tensors, whose mask checks cannot be answered (the bench counts FLOPs so)
         text_embeds = text_embeds.to(features.dtype)
         queries = self.qformer(features, frame_mask=frame_mask, language=text_embeds, language_mask=text_mask)
         queries = queries.reshape(batch, slots, tokens_per_frame, queries.shape[-1])
