@@ -9,7 +9,7 @@ Three settings of the `janusvln` policy (one action per 4 FPS frame):
   none      no memory: the aggregator recomputed over every frame of the episode, 9 frames re-encoded
 `ours` and `release` run real episodes. `none` holds nothing but the episode's frames, so its state at step L
 is made by storing L - 1 frames (the O(L^2) episode is skipped). For each episode length L: the wall time of
-one step (observe + decide; median of steps L..L+2), split into
+one step through the PolicyRunner as policy_node feeds it (observe + decide; median of steps L..L+2), split into
 the spatial part (aggregator + merger) and the rest, the bytes the policy holds between steps (caches and
 stored frames), and the resident-memory growth during the step (sampled; approximate).
 
@@ -33,12 +33,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from _machine import command_line, print_machine  # noqa: E402
-from sparsevideonav_ros.policies.base import Observation  # noqa: E402
 from sparsevideonav_ros.policies.janusvln import models  # noqa: E402
 from sparsevideonav_ros.policies.model_cache import cached_folder  # noqa: E402
 from sparsevideonav_ros.policies.janusvln.configuration_janusvln import JanusVLNConfig  # noqa: E402
 from sparsevideonav_ros.policies.janusvln.policy import JanusVLNPolicy  # noqa: E402
 from sparsevideonav_ros.policies.janusvln.spatial import AggregatorConfig  # noqa: E402
+from sparsevideonav_ros.policies.runner import PolicyRunner  # noqa: E402
 
 SETTINGS = {"ours": dict(spatial_memory=True, semantic_memory=True),
             "release": dict(spatial_memory=True, semantic_memory=False),
@@ -113,20 +113,32 @@ def held_bytes(policy: JanusVLNPolicy) -> int:
     return policy.spatial_memory.nbytes + policy.semantic_memory.nbytes + frames
 
 
-def timed_step(policy: JanusVLNPolicy, step: int, rgb: np.ndarray, setting: str) -> dict:
+def timed_step(runner: PolicyRunner, step: int, rgb: np.ndarray, setting: str) -> dict:
+    """One frame through the PolicyRunner, as policy_node feeds it (plan_every_frames 1: every frame plans)."""
+    policy = runner.policy
     with PeakRSS() as peak:
-        start = time.perf_counter()
-        plan = policy.step(Observation(stamp=step * 0.25, rgb=rgb))
-        total = time.perf_counter() - start
+        if not runner.add_frame(step * 0.25, rgb):
+            raise RuntimeError(f"{setting}: frame {step} not sampled")
+        (result,) = runner.process()
+    if result.plan is None:
+        raise RuntimeError(f"{setting}: step {step} failed: {result.error}")
+    plan = result.plan
     if plan.state != "ok":
         raise RuntimeError(f"{setting}: step {step} ended in state {plan.state!r} ({policy.last_answer!r})")
-    return dict(total=total, spatial=plan.timings_s["spatial_s"], held=held_bytes(policy), peak=peak.growth)
+    return dict(total=result.compute_s, spatial=plan.timings_s["spatial_s"], held=held_bytes(policy),
+                peak=peak.growth)
 
 
 def new_policy(janus, setting: str) -> JanusVLNPolicy:
     policy = JanusVLNPolicy(JanusVLNConfig(plan_every_frames=1, **SETTINGS[setting]), model=janus)
     policy.set_instruction("walk forward and stop by the wooden door")
     return policy
+
+
+def runner_for(policy: JanusVLNPolicy) -> PolicyRunner:
+    runner = PolicyRunner(JanusVLNPolicy, lambda: policy)
+    runner.load()
+    return runner
 
 
 def run_episode(janus, setting: str, lengths: list[int], frames: list[np.ndarray]) -> dict[int, dict]:
@@ -137,13 +149,14 @@ def run_episode(janus, setting: str, lengths: list[int], frames: list[np.ndarray
             # the no-memory policy's state after L - 1 steps is just those frames
             policy._frames = [janus.frame_inputs(frames[i % len(frames)]) for i in range(1, length)]
             policy._steps = policy._frames_seen = length - 1
+            runner = runner_for(policy)
             for step in range(length, length + 3):
-                steps[step] = timed_step(policy, step, frames[step % len(frames)], setting)
+                steps[step] = timed_step(runner, step, frames[step % len(frames)], setting)
     else:
-        policy = new_policy(janus, setting)
+        runner = runner_for(new_policy(janus, setting))
         wanted = {length + k for length in lengths for k in range(3)}
         for step in range(1, max(wanted) + 1):
-            result = timed_step(policy, step, frames[step % len(frames)], setting)
+            result = timed_step(runner, step, frames[step % len(frames)], setting)
             if step in wanted:
                 steps[step] = result
     result = {}
