@@ -86,8 +86,9 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
           "Planned waypoints in plan_frame (robot body at the frame's stamp), stamped with that frame's "
           "capture stamp; an empty path means stop."),
     Topic("policy/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", ("policy_node",), (),
-          "Policy name, state, latency, history length, instructions taken, latest error and its age (level ERROR "
-          "while errors are recent, see core/status.py)."),
+          "Policy name, state ('loading' while the weights load), latency, history length, instructions taken, "
+          "achieved plan rate (plan_rate_hz), frames dropped from the pending queue (frames_dropped), latest error "
+          "and its age (level ERROR while errors are recent, see core/status.py)."),
     Topic("policy/future", "sensor_msgs/msg/Image", "sensor_data", ("policy_node",), (),
           "rgb8 mosaic of what the policy imagines (SparseVideoNav: the generated sparse future, T+1..T+20 s), "
           "stamped like its path; built only when someone subscribes (RViz/Foxglove)."),
