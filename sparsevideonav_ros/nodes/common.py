@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from rclpy.signals import SignalHandlerOptions
@@ -150,6 +150,7 @@ class StackNode(Node):
     """
 
     inactive_parameter_prefixes: tuple[str, ...] = ()
+    executor_threads: int = 1  # > 1: spin on a multi-threaded executor (callback groups run in parallel)
 
     def on_shutdown(self) -> None:
         pass
@@ -159,7 +160,6 @@ class StackNode(Node):
         line), e.g. for a start-up step a worker thread finished after the constructor (weights)."""
 
 
-EXECUTOR_THREADS = 4
 
 
 def run_node(factory: Callable[[], StackNode], args: Optional[list[str]] = None) -> int:
@@ -170,8 +170,9 @@ def run_node(factory: Callable[[], StackNode], args: Optional[list[str]] = None)
     Signals: rclpy's own handlers are off (SignalHandlerOptions.NO); ours only set a flag and stay
     installed until the process exits, so a second Ctrl-C (terminal and `ros2 launch` both signal)
     cannot interrupt on_shutdown, which sends the robot's final stop: the node exits 0, not -2.
-    A multi-threaded executor lets nodes keep slow service callbacks (a posture call to a robot
-    that does not answer) away from their safety callbacks through callback groups.
+    A node with ``executor_threads`` > 1 spins on a multi-threaded executor, so that it can keep slow
+    service callbacks (a posture call to a robot that does not answer) away from its safety callbacks
+    through callback groups.
     """
     stop = threading.Event()
 
@@ -187,7 +188,9 @@ def run_node(factory: Callable[[], StackNode], args: Optional[list[str]] = None)
     try:
         node = factory()
         check_unknown_parameters(node)
-        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        threads = getattr(node, "executor_threads", 1)
+        # rclpy's multi-threaded executor costs several times the CPU per callback: only where it is needed.
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.05)

@@ -85,6 +85,9 @@ def odometry_covariances(config: BridgeNodeConfig) -> tuple[list[float], list[fl
 
 
 class Go2BridgeNode(common.StackNode):
+    # e-stop/cmd_vel callbacks, posture calls waiting for the robot, the status timer: in parallel
+    executor_threads = 4
+
     def __init__(self) -> None:
         super().__init__(NAME)
         self.config: BridgeNodeConfig = common.declare_config(self, BridgeNodeConfig)
