@@ -302,7 +302,8 @@ class Go2BridgeNode(common.StackNode):
         if stamp <= 0.0:
             return  # use_sim_time before the first /clock: there is no time to stamp odometry with
         try:
-            robot = self.backend.read_state(stamp)
+            with self.lock:  # the sim backend integrates on every call: one caller at a time
+                robot = self.backend.read_state(stamp)
         except RobotError as error:
             self.errors.report(f"robot backend: {error}", time.monotonic())
             return
