@@ -77,7 +77,7 @@ def test_registry_builds_the_policy_from_the_tiny_checkpoint():
 
 
 def test_tiny_model_walks_forward_one_configured_step_per_action(tiny):
-    policy = make(tiny, forward_step_m=0.4, plan_every_frames=1)
+    policy = make(tiny, forward_step_m=0.4, plan_every_frames=1, semantic_memory=True)
     plans = run(policy, frames(3))
     assert policy.last_answer == "MOVE_FORWARD"
     for i, plan in enumerate(plans):
@@ -116,7 +116,7 @@ def test_unparsable_answer_stops_with_a_warning(tiny, caplog):
 
 
 def test_one_action_every_plan_every_frames(tiny):
-    policy = make(tiny, plan_every_frames=2)
+    policy = make(tiny, plan_every_frames=2, semantic_memory=True)
     plans = run(policy, frames(6))
     assert policy.steps == 3 and policy.history_length == 6
     assert policy.spatial_memory.frame_indices == [0, 1, 2] == policy.semantic_memory.frame_indices
@@ -137,7 +137,7 @@ def test_semantic_memory_encodes_each_frame_once_and_off_reproduces_the_release(
     assert released_history(9, 8) == list(range(9))
     assert released_history(20, 8) == list(np.linspace(0, 19, 9).astype(int)) == [0, 2, 4, 7, 9, 11, 14, 16, 19]
 
-    cached = make(tiny, plan_every_frames=1)
+    cached = make(tiny, plan_every_frames=1, semantic_memory=True)
     counts, hook = count_images(cached)
     try:
         run(cached, frames(12))
@@ -171,7 +171,7 @@ def test_spatial_memory_off_recomputes_the_aggregator_over_the_episode(tiny):
 
 
 def test_memories_stop_growing_once_the_windows_are_full(tiny):
-    policy = make(tiny, plan_every_frames=1, initial_window=2, sliding_window=3)
+    policy = make(tiny, plan_every_frames=1, initial_window=2, sliding_window=3, semantic_memory=True)
     sizes = []
     for i, rgb in enumerate(frames(12)):
         policy.observe(Observation(stamp=i * 0.25, rgb=rgb))
@@ -188,7 +188,7 @@ def test_an_episode_longer_than_the_language_models_positions_fails_clearly(tiny
     limit = text_config.max_position_embeddings
     text_config.max_position_embeddings = len(tiny.layout.prefix_ids) + 3 * 6 + 1024  # room for 3 frames
     try:
-        policy = make(tiny, plan_every_frames=1)
+        policy = make(tiny, plan_every_frames=1, semantic_memory=True)
         run(policy, frames(3))
         with pytest.raises(PolicyError, match="reset the policy"):
             run(policy, frames(1), start=3)

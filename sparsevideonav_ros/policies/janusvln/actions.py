@@ -1,9 +1,12 @@
 """JanusVLN's discrete actions -> Plan waypoints.
 
 The model answers one of STOP, MOVE_FORWARD, TURN_LEFT, TURN_RIGHT per step (Habitat: 0.25 m, 15 degrees).
-The release accepts only the exact answer and treats anything else as STOP; we read the first action name
-in the answer (case-insensitive, '_' or a space between words), so 'MOVE_FORWARD.' or 'move forward' count,
-and still treat an answer naming no action as STOP, with a warning.
+Two parsers (janusvln.action_parsing):
+  * exact (default, the release's evaluation): the decoded answer must equal an action name character for
+    character (no stripping, no case folding); anything else is STOP;
+  * lenient: the first action named in the answer (case-insensitive, '_' or a space between words), so
+    'MOVE_FORWARD.' or 'move forward' count; an answer naming no action is STOP.
+Either way an answer that is not understood stops the robot, with a warning.
 """
 from __future__ import annotations
 
@@ -28,19 +31,31 @@ class ParsedAction:
     understood: bool  # False: no action named, treated as STOP
 
 
-def parse_action(text: str) -> ParsedAction:
-    """The first action named in `text`; STOP (understood=False) when there is none."""
+def parse_exact(text: str) -> ParsedAction:
+    """`text` if it is exactly one of ACTIONS, else STOP (understood=False)."""
+    if text in ACTIONS:
+        return ParsedAction(text, text, True)
+    return ParsedAction("STOP", text, False)
+
+
+def parse_action(text: str, parsing: str = "lenient") -> ParsedAction:
+    """parsing 'exact': see parse_exact; 'lenient': the first action named in `text`; STOP (understood=False)
+    when there is none."""
+    if parsing == "exact":
+        return parse_exact(text)
+    if parsing != "lenient":
+        raise ValueError(f"unknown action parsing {parsing!r}; known: exact, lenient")
     match = _PATTERN.search(text or "")
     if match is None:
         return ParsedAction("STOP", text, False)
     return ParsedAction(re.sub(r"\s+", "_", match.group(1).upper()), text, True)
 
 
-def parse_and_warn(text: str, logger: Optional[logging.Logger] = None) -> ParsedAction:
-    parsed = parse_action(text)
+def parse_and_warn(text: str, logger: Optional[logging.Logger] = None, parsing: str = "lenient") -> ParsedAction:
+    parsed = parse_action(text, parsing)
     if not parsed.understood:
-        (logger or log).warning("JanusVLN answered %r, which names no action (%s): stopping", text,
-                                ", ".join(ACTIONS))
+        (logger or log).warning("JanusVLN answered %r, which names no action (%s parsing; actions: %s): stopping",
+                                text, parsing, ", ".join(ACTIONS))
     return parsed
 
 

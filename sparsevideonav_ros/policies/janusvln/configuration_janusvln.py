@@ -1,4 +1,9 @@
-"""Parameters of the `janusvln` policy (ROS parameters `janusvln.*` of policy_node)."""
+"""Parameters of the `janusvln` policy (ROS parameters `janusvln.*` of policy_node).
+
+The defaults are the authors' released inference path (see docs/janusvln.md): re-encoding up to 9 frames
+per step with the current frame's spatial tokens added to every image, exact action strings, bfloat16 on
+CUDA. The dual semantic memory and the lenient parser are options.
+"""
 from __future__ import annotations
 
 import math
@@ -7,6 +12,16 @@ from dataclasses import dataclass
 from sparsevideonav_ros.configs import ConfigError, _positive, check_choices, param
 
 TINY = "tiny"
+AUTO = "auto"
+ACTION_PARSING = ("exact", "lenient")
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """'auto' -> 'bfloat16' on a CUDA device (the release runs bfloat16), else 'float32' (CPUs without native
+    bf16 run it slowly); any other name is returned unchanged."""
+    if dtype != AUTO:
+        return dtype
+    return "bfloat16" if str(device).strip().lower().startswith("cuda") else "float32"
 
 
 @dataclass
@@ -15,11 +30,14 @@ class JanusVLNConfig:
                                   "with vggt.aggregator.* and merger.*, tokenizer with chat template), or 'tiny' = "
                                   "a small untrained model for wiring tests (it always answers MOVE_FORWARD).")
     device: str = param("cpu", "Torch device of the model (cpu, cuda, cuda:1, ...).")
-    dtype: str = param("float32", "Weights and compute precision (the release runs bfloat16).",
-                       choices=("float32", "bfloat16", "float16"))
-    semantic_memory: bool = param(True, "Cache Qwen's visual-token keys/values per frame so past frames are never "
-                                        "re-encoded; false = the release (re-encode up to 9 uniformly chosen "
-                                        "frames every step).")
+    dtype: str = param(AUTO, "Weights and compute precision; auto = bfloat16 on CUDA (as the release runs), "
+                             "float32 on CPU.", choices=(AUTO, "float32", "bfloat16", "float16"))
+    semantic_memory: bool = param(False, "false = the release, which the published weights were trained and "
+                                         "evaluated with: re-encode up to history_frames + 1 frames every step, the "
+                                         "current frame's spatial tokens added to every image. true = our dual "
+                                         "memory: Qwen's visual-token keys/values cached per frame (never "
+                                         "re-encoded, each frame fused with its own spatial tokens); not yet "
+                                         "evaluated with the published weights.")
     spatial_memory: bool = param(True, "Cache the VGGT global-attention keys/values per frame; false = recompute "
                                        "the aggregator over every frame of the episode each step (the paper's "
                                        "no-memory baseline; cost grows with the episode).")
@@ -28,6 +46,10 @@ class JanusVLNConfig:
     history_frames: int = param(8, "semantic_memory false only: past frames re-encoded with the current one "
                                    "(uniformly spread over the episode once there are more).")
     max_new_tokens: int = param(24, "Greedy decoding stops after this many tokens.")
+    action_parsing: str = param("exact", "exact = the release: the answer must be exactly STOP, MOVE_FORWARD, "
+                                         "TURN_LEFT or TURN_RIGHT, anything else is STOP; lenient = the first action "
+                                         "named in the answer (any case, '_' or a space), none named is STOP.",
+                                choices=ACTION_PARSING)
     forward_step_m: float = param(0.25, "MOVE_FORWARD: waypoint this far ahead (m); the model was trained on 0.25.")
     turn_angle_deg: float = param(15.0, "TURN_LEFT / TURN_RIGHT: turn in place by this angle (deg); trained on 15.")
     plan_every_frames: int = param(2, "Decide one action every N frames at 4 FPS (2 = 0.5 s per action); only "

@@ -1,6 +1,6 @@
 """Spatial -> semantic fusion: the `merger` projector and the token alignment with Qwen's merged visual tokens.
 
-Facts (shared/reference/janusvln.md, the authors' VGGTMerger): features are the aggregator's layer output
+Facts (docs/janusvln.md; the authors' VGGTMerger): features are the aggregator's layer output
 (frame || global, 2 x 1024) of the current frame's patch tokens; the patch grid is cropped to even rows and
 columns and grouped 2 x 2 in Qwen's merged-token raster order (row-major over 2x2 groups, each group
 row-major); the projector is RMSNorm(2048, eps 1e-6) on each token -> the 4 tokens of a group concatenated

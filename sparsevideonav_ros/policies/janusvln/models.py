@@ -208,7 +208,11 @@ def load_model_weights(folder: Path, arch: Architecture) -> JanusVLNModel:
 
 
 def load_janusvln(folder: Path, device: str = "cpu", dtype: str = "float32") -> JanusVLN:
-    """Load a JanusVLN folder (the authors' layout, either transformers naming) onto `device` in `dtype`."""
+    """Load a JanusVLN folder (the authors' layout, either transformers naming) onto `device` in `dtype`
+    ('auto': bfloat16 on CUDA, float32 elsewhere)."""
+    from sparsevideonav_ros.policies.janusvln.configuration_janusvln import resolve_dtype
+
+    dtype = resolve_dtype(dtype, device)
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise CheckpointError(f"janusvln checkpoint {folder} is not a folder")

@@ -1,14 +1,19 @@
 """`janusvln`: JanusVLN (Qwen2.5-VL-7B + VGGT-1B with dual implicit memory) behind the common Policy contract.
 
-Every `plan_every_frames`-th 4 FPS frame is an action step (observe): it is resized once, run through the
-VGGT aggregator against the spatial memory (only the new frame is computed), projected by the merger and,
-with the semantic memory on, encoded once by Qwen's ViT, fused (lambda) and appended to the language model's
-KV cache (initial + sliding windows). plan() then runs only the task text over the memory and decodes
-greedily (at most 24 tokens); the answer becomes one waypoint: a step ahead, a turn in place, or a stop
-(state 'done', held until reset or a new instruction). With the semantic memory off it re-encodes up to 9
-uniformly chosen frames every step, with the current frame's spatial tokens added to each, as the release.
-With it on, each frame carries its own spatial tokens (those computed when it was the current frame): a
-cached frame is never re-fused. The semantic memory is our design (the authors did not release theirs).
+Every `plan_every_frames`-th 4 FPS frame is an action step (observe): it is resized (and centre-cropped
+when tall) once, and run through the VGGT aggregator against the spatial memory (only the new frame is
+computed) and projected by the merger. plan() then asks Qwen and decodes greedily (at most 24 tokens); the
+answer (parsed exactly as the release does by default) becomes one waypoint: a step ahead, a turn in
+place, or a stop (state 'done', held until reset or a new instruction).
+
+Default (semantic_memory false) = the release, which the published weights were trained and evaluated
+with: every step re-encodes up to history_frames + 1 = 9 frames (all while there are at most 8 past ones,
+else 9 spread by linspace over the episode) through Qwen's ViT and language model, with the CURRENT frame's
+spatial tokens added (lambda) to every image. semantic_memory true = our design of the paper's semantic
+memory (the authors did not release theirs, and it is not evaluated with the published weights): each
+frame is encoded once by the ViT, fused with its own spatial tokens (those computed when it was the current
+frame; never re-fused) and appended to the language model's KV cache (initial + sliding windows); a step
+then runs only the task text over the cache. Facts: docs/janusvln.md.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import torch
 
 from sparsevideonav_ros.policies.base import Observation, Plan, Policy, PolicyError
 from sparsevideonav_ros.policies.janusvln.actions import action_waypoints, parse_and_warn
-from sparsevideonav_ros.policies.janusvln.configuration_janusvln import JanusVLNConfig
+from sparsevideonav_ros.policies.janusvln.configuration_janusvln import JanusVLNConfig, resolve_dtype
 from sparsevideonav_ros.policies.janusvln.models import JanusVLN, load_janusvln, resolve_checkpoint
 from sparsevideonav_ros.policies.janusvln.semantic import (SemanticMemory, empty_cache, prompt_positions,
                                                            text_positions)
@@ -49,7 +54,8 @@ class JanusVLNPolicy(Policy):
     def __init__(self, config: JanusVLNConfig, model: Optional[JanusVLN] = None) -> None:
         super().__init__(config)
         # Weights load here, once, at node configure time (missing files fail the node's start).
-        self.model = model or load_janusvln(resolve_checkpoint(config.checkpoint), config.device, config.dtype)
+        self.dtype = resolve_dtype(config.dtype, config.device)
+        self.model = model or load_janusvln(resolve_checkpoint(config.checkpoint), config.device, self.dtype)
         self.spatial_memory = SpatialMemory(config.initial_window, config.sliding_window)
         self.semantic_memory = SemanticMemory(config.initial_window, config.sliding_window)
         self.last_answer = ""
@@ -160,7 +166,7 @@ class JanusVLNPolicy(Policy):
         with torch.no_grad():
             answer, timings = self._decide()
         self.last_answer = answer
-        parsed = parse_and_warn(answer, log)
+        parsed = parse_and_warn(answer, log, self.config.action_parsing)
         timings = {**self._timings, **timings}
         if parsed.action == "STOP":
             self._done = True
@@ -199,5 +205,5 @@ class JanusVLNPolicy(Policy):
         return layout.decode(generated), timings
 
     def describe(self) -> dict:
-        return {**super().describe(), "steps": self._steps, "spatial_frames": self.spatial_memory.frame_indices,
+        return {**super().describe(), "resolved_dtype": self.dtype, "steps": self._steps, "spatial_frames": self.spatial_memory.frame_indices,
                 "semantic_frames": self.semantic_memory.frame_indices}

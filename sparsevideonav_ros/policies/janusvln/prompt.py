@@ -1,6 +1,6 @@
 """The JanusVLN prompt: Qwen chat template, the release's system message and task text, split for caching.
 
-Facts (shared/reference/janusvln.md and the release's evaluation code): a system message (the release's text,
+Facts (docs/janusvln.md; the release's evaluation code): a system message (the release's text,
 typo included, since the model was trained on it), then one user turn holding every image in time order
 followed by the task text; generation starts after the assistant header. Rendered by the tokenizer's chat
 template (Qwen2-VL's), each image is `<|vision_start|><|image_pad|><|vision_end|>`; the processor then repeats

@@ -1,6 +1,6 @@
 """JanusVLN's spatial encoder: the VGGT-1B aggregator with a KV-cache spatial memory.
 
-Facts (shared/reference/janusvln.md, the authors' code and facebookresearch/vggt; written from them, not copied):
+Facts (docs/janusvln.md; the authors' code and facebookresearch/vggt; written from them, not copied):
   * DINOv2-L/14 patch embedding (with 4 registers; its own 24 blocks, LayerScale, final norm; its 37x37
     position table interpolated bicubic + antialias to the frame's patch grid); images in [0, 1] are
     ImageNet-normalised first. The aggregator keeps the normalised patch tokens.

@@ -1,8 +1,10 @@
 """Camera frame -> the two visual inputs of one JanusVLN step.
 
-Facts (shared/reference/janusvln.md, the release's evaluation code and VGGT's loader):
+Facts (docs/janusvln.md; the release loads frames with VGGT's image loader in its "crop" mode):
   * the RGB frame is resized (PIL bicubic) to `width` (644) wide and round(h * width / w / 14) * 14 high
-    (640 x 480 -> 644 x 490), values in [0, 1]; the aggregator gets this image uncropped;
+    (640 x 480 -> 644 x 490), values in [0, 1]; a frame that comes out taller than `width` (portrait) is
+    centre-cropped to `width` rows, keeping rows (H' - width) // 2 .. + width (480 x 640 -> 644 x 854 ->
+    rows 105..748); the aggregator gets this image;
   * Qwen gets the same image cropped at the bottom/right to whole 2 x 2 patch groups (644 x 476 -> 34 x 46
     patches -> 391 merged tokens), normalised with the processor's mean/std (CLIP's by default) and cut
     into (grid_t * rows * cols, 3 * 2 * 14 * 14) patches in Qwen2-VL's order (the still image repeated over
@@ -48,14 +50,25 @@ def resized_shape(height: int, width: int, target_width: int, patch: int = 14) -
     return int(new_height), int(target_width)
 
 
+def crop_rows(height: int, target_width: int) -> slice:
+    """Rows of a resized frame the model keeps: all of them, or the centre `target_width` rows of a frame
+    taller than it is wide after the resize (the release's loader; the start rounds down)."""
+    if height <= target_width:
+        return slice(0, height)
+    start = (height - target_width) // 2
+    return slice(start, start + target_width)
+
+
 def resize_frame(rgb: np.ndarray, target_width: int, patch: int = 14) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H', W') uint8, PIL bicubic as in the release (which then divides by 255: kept
-    as uint8 here, a quarter of the memory of a stored float frame, with nothing lost)."""
+    """(H, W, 3) uint8 -> (3, min(H', W'), W') uint8: PIL bicubic to resized_shape, then the centre crop of a
+    tall frame (crop_rows), as in the release (which then divides by 255: kept as uint8 here, a quarter of
+    the memory of a stored float frame, with nothing lost)."""
     from PIL import Image
 
     height, width = resized_shape(rgb.shape[0], rgb.shape[1], target_width, patch)
     image = Image.fromarray(np.ascontiguousarray(rgb)).resize((width, height), Image.Resampling.BICUBIC)
-    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    array = np.array(image, dtype=np.uint8)[crop_rows(height, target_width)]
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
 def qwen_patches(image: torch.Tensor, processing: ImageProcessing) -> tuple[torch.Tensor, torch.Tensor]:
