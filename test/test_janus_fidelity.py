@@ -170,6 +170,7 @@ def test_default_re_encodes_up_to_9_frames_with_the_current_spatial_tokens_on_ea
         hook.remove()
         del policy.model.model.fuse
     assert counts == [1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9]
+    assert {"spatial_s", "vision_s", "llm_prompt_s", "decode_s"} <= set(plans[-1].timings_s)
     assert policy.semantic_memory.frame_indices == [] and [p.state for p in plans] == ["ok"] * 11
     # the spatial tokens added at the last step are the CURRENT frame's, one image's worth, for all 9 images
     memory = SpatialMemory(policy.config.initial_window, policy.config.sliding_window)
