@@ -74,6 +74,18 @@ def test_tiny_with_action_head_dir_loads_that_head(tiny_models, other_head, capl
     assert "own head" in tiny_models.action_head_source
 
 
+def test_the_runner_logs_which_head_was_loaded(tiny_models, other_head):
+    from sparsevideonav_ros.policies.runner import PolicyRunner
+    loaded = models.load_models(SparseVideoNavConfig(action_head_dir=str(other_head)))
+    messages = []
+    runner = PolicyRunner(SparseVideoNavPolicy, lambda: SparseVideoNavPolicy(
+        SparseVideoNavConfig(action_head_dir=str(other_head)), models=loaded), log_info=messages.append)
+    assert runner.load(), runner.load_error
+    assert [m for m in messages if "loaded" in m] == [
+        f"policy 'sparsevideonav' loaded: action head {other_head} (sparsevideonav.action_head_dir, replacing "
+        f"{models.tiny_checkpoint_dir() / 'action_head'})"]
+
+
 def test_our_layout_with_action_head_dir_replaces_its_head(tiny_models, other_head, tmp_path):
     ours = tiny_models.save_pretrained(tmp_path / "ours")
     as_saved = models.load_models(SparseVideoNavConfig(checkpoint=str(ours)))

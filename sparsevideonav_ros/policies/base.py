@@ -140,3 +140,7 @@ class Policy(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name, **dataclasses.asdict(self.config)}
+
+    def load_summary(self) -> str:
+        """One line on what was loaded (e.g. which weights and from where), for the start-up log; "" = nothing."""
+        return ""

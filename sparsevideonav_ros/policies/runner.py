@@ -236,6 +236,9 @@ class PolicyRunner:
             self.busy_with = ""
             return False
         self.policy = policy
+        summary = policy.load_summary()
+        # Which weights drive the robot belongs in the node's log (Python logging is not shown there).
+        self.log_info(f"policy {policy.name!r} loaded" + (f": {summary}" if summary else ""))
         self.state = READY
         self.busy_with = ""
         self._wake.set()  # frames queued while loading are waiting

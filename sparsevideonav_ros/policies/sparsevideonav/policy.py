@@ -183,3 +183,6 @@ class SparseVideoNavPolicy(Policy):
 
     def describe(self) -> dict:
         return {**super().describe(), "action_head": self.models.action_head_source}
+
+    def load_summary(self) -> str:
+        return f"action head {self.models.action_head_source}"
