@@ -77,6 +77,7 @@ def test_dtype_auto_is_bfloat16_on_cuda_and_float32_on_cpu():
     assert resolve_dtype("float16", "cuda") == "float16" and resolve_dtype("bfloat16", "cpu") == "bfloat16"
     policy = registry.make_policy("janusvln", {"max_new_tokens": 2})  # tiny, dtype auto, device cpu
     assert policy.describe()["resolved_dtype"] == "float32"
+    assert "float32 on cpu" in policy.load_summary() and "release" in policy.load_summary()
     assert {p.dtype for p in policy.model.model.parameters()} == {torch.float32}
 
 

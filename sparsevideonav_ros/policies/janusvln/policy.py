@@ -207,6 +207,12 @@ class JanusVLNPolicy(Policy):
         timings["decode_s"] = clock() - start
         return layout.decode(generated), timings
 
+    def load_summary(self) -> str:
+        memory = ("semantic memory on (ours, not evaluated with the published weights)" if self.config.semantic_memory
+                  else "the release's re-encoding of up to 9 frames")
+        return (f"checkpoint {self.model.folder}, {self.dtype} on {self.config.device}, {memory}, "
+                f"{self.config.action_parsing} action parsing")
+
     def describe(self) -> dict:
         return {**super().describe(), "resolved_dtype": self.dtype, "steps": self._steps, "spatial_frames": self.spatial_memory.frame_indices,
                 "semantic_frames": self.semantic_memory.frame_indices}
