@@ -2,8 +2,9 @@
 
 CPU figures depend on the instruction set far more than on the clock: on a core without native
 bfloat16 (AVX2 only, or AVX512 without AVX512_BF16 / AMX) torch emulates bf16 convolutions and
-matmuls, and the SparseVideoNav VAE ran at ~0.4 GFLOP/s in bf16 there (a 14 s chunk encode that
-takes ~0.1 s where bf16 is native). So a bench uses bf16 on a CPU only where it is native, else
+matmuls. Reported in issue 10 from an AVX2-only machine: the SparseVideoNav bench's bf16 VAE ran at
+~0.4 GFLOP/s there (a 14.3 s chunk encode), against ~30 GFLOP/s (0.17 s) with native bf16 in
+docs/bench/bench_sparsevideonav.txt. So a bench uses bf16 on a CPU only where it is native, else
 float32, and says which and why in its header.
 
 Imported by the benches as ``from _machine import ...`` (the bench folder is on sys.path when a
