@@ -1,5 +1,11 @@
 """The `sparsevideonav` policy end to end on the tiny model: streaming history, planning cadence,
-both checkpoint layouts through the real loaders, bad inputs."""
+both checkpoint layouts through the real loaders, bad inputs.
+
+The tiny model set has every weight drawn at random (models.build_tiny_models): its plans depend on the
+frames, the history, the instruction, the seed and every part's weights, so each comparison below can fail.
+"""
+import copy
+import dataclasses
 import shutil
 
 import numpy as np
@@ -15,6 +21,15 @@ from sparsevideonav_ros.policies.sparsevideonav.policy import SparseVideoNavPoli
 from sparsevideonav_ros.policies.sparsevideonav.video_latents import save_vae_original_format
 
 INSTRUCTION = "walk forward and stop by the wooden door"
+# A plan differs from another when some waypoint coordinate differs by more than this (m or rad): 10x the
+# tolerance of the layout round trips, and far below what a changed input or weight does to a tiny plan
+# (1e-3 .. 1 at the time of writing).
+DIFFERENT = 1e-4
+# One tensor per loaded part, each on the path from the frames / instruction to the plan; the transformer's is
+# its history attention output (zero-initialised in the real class, so a fresh model would ignore it).
+PERTURBED = [("transformer", "blocks.1.attn_history.to_out.0.weight"), ("transformer", "blocks.0.attn1.to_q.weight"),
+             ("vae", "encoder.conv_in.weight"), ("text_encoder", "encoder.block.1.layer.1.DenseReluDense.wo.weight"),
+             ("action_head", "action_out.weight")]
 
 
 def frames(count, seed=0, shape=(96, 128, 3)):
@@ -27,6 +42,45 @@ def run(policy, images, start=0):
     for i, rgb in enumerate(images, start):
         plans.append(policy.step(Observation(stamp=i * 0.25, rgb=rgb)))
     return plans
+
+
+def part_modules(model_set) -> dict:
+    """The loaded parts as torch modules (the text encoder's is the umT5 inside InstructionEncoder)."""
+    return {"transformer": model_set.transformer, "vae": model_set.vae, "action_head": model_set.action_head,
+            "text_encoder": model_set.text_encoder.text_encoder}
+
+
+def perturbed(model_set, part, name, seed=99):
+    """A copy of `model_set` whose tensor `name` of `part` is redrawn (same std): what a mis-mapped or stale
+    weight looks like. The other parts are shared, not copied; a copied text encoder starts with no cache."""
+    module = copy.deepcopy(part_modules(model_set)[part])
+    tensor = dict(module.named_parameters())[name]
+    with torch.no_grad():
+        tensor.copy_(torch.randn(tensor.shape, generator=torch.Generator().manual_seed(seed)) * tensor.std())
+    if part != "text_encoder":
+        return dataclasses.replace(model_set, **{part: module})
+    encoder = copy.copy(model_set.text_encoder)
+    encoder.text_encoder, encoder._cache = module, type(model_set.text_encoder._cache)()
+    return dataclasses.replace(model_set, text_encoder=encoder)
+
+
+def assert_same_weights(loaded, original):
+    """Every tensor of every part equal after a save/load round trip (names and values)."""
+    for part, module in part_modules(original).items():
+        expected, got = module.state_dict(), part_modules(loaded)[part].state_dict()
+        assert sorted(got) == sorted(expected), part
+        for key, value in expected.items():
+            torch.testing.assert_close(got[key].float(), value.float(), rtol=0, atol=0, msg=f"{part}.{key}")
+
+
+def plan_of(model_set, images, seed=1, instruction=INSTRUCTION):
+    policy = SparseVideoNavPolicy(SparseVideoNavConfig(seed=seed), models=model_set)
+    policy.set_instruction(instruction)
+    return run(policy, images)[-1].waypoints
+
+
+def max_difference(a, b):
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max())
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +144,32 @@ def test_reset_forgets_the_episode(policy):
 
 
 def test_same_seed_same_plan_and_instruction_matters(tiny_models):
-    def plan_for(instruction):
-        policy = SparseVideoNavPolicy(SparseVideoNavConfig(seed=7), models=tiny_models)
-        policy.set_instruction(instruction)
-        return run(policy, frames(12))[-1]
-    first, second = plan_for(INSTRUCTION), plan_for(INSTRUCTION)
-    np.testing.assert_array_equal(first.waypoints, second.waypoints)
+    images = frames(12)
+    first, again = plan_of(tiny_models, images, seed=7), plan_of(tiny_models, images, seed=7)
+    np.testing.assert_array_equal(first, again)
+    other_instruction = plan_of(tiny_models, images, seed=7, instruction="turn left at the door then walk forward")
+    assert max_difference(other_instruction, first) > DIFFERENT
+    assert max_difference(plan_of(tiny_models, images, seed=8), first) > DIFFERENT  # the seed drives the sampling
+
+
+def test_plan_depends_on_the_reference_frames_and_the_history(tiny_models):
+    images = frames(16)
+    base = plan_of(tiny_models, images)
+    # The test frames are noise that resizing to 64x64 averages towards grey, and the reference reaches the
+    # action head only through the generated future: black reference frames (8-15) make a change that survives.
+    black = images[:8] + [np.zeros_like(images[0])] * 8
+    assert max_difference(plan_of(tiny_models, black), base) > DIFFERENT
+    # At 16 frames, frames 0-7 are history only (2 chunks, the reference is frames 8-15): a grey first chunk
+    # reaches the plan only through the history tokens.
+    grey = [np.full_like(images[0], 128)] * 4 + images[4:]
+    assert max_difference(plan_of(tiny_models, grey), base) > DIFFERENT
+
+
+@pytest.mark.parametrize("part, name", PERTURBED)
+def test_a_weight_change_in_any_loaded_part_changes_the_plan(tiny_models, part, name):
+    images = frames(16)  # 16 frames: 2 history chunks, so the history path is exercised too
+    assert max_difference(plan_of(perturbed(tiny_models, part, name), images), plan_of(tiny_models, images)) \
+        > DIFFERENT
 
 
 def test_our_layout_round_trips(tiny_models, tmp_path):
@@ -105,7 +179,12 @@ def test_our_layout_round_trips(tiny_models, tmp_path):
     b = SparseVideoNavPolicy(SparseVideoNavConfig(seed=1), models=loaded)
     for p in (a, b):
         p.set_instruction(INSTRUCTION)
-    np.testing.assert_allclose(run(a, frames(16))[-1].waypoints, run(b, frames(16))[-1].waypoints, atol=1e-5)
+    reference = run(a, frames(16))[-1].waypoints
+    np.testing.assert_allclose(run(b, frames(16))[-1].waypoints, reference, atol=1e-5)
+    assert_same_weights(loaded, tiny_models)
+    # The waypoint comparison can fail: one redrawn history-attention weight moves the plan far beyond atol.
+    wrong = perturbed(loaded, "transformer", "blocks.1.attn_history.to_out.0.weight")
+    assert max_difference(plan_of(wrong, frames(16)), reference) > DIFFERENT
 
 
 def test_release_layout_loads_through_the_original_files(tiny_models, tmp_path):
@@ -128,7 +207,12 @@ def test_release_layout_loads_through_the_original_files(tiny_models, tmp_path):
     b = SparseVideoNavPolicy(SparseVideoNavConfig(seed=2, **config), models=loaded)
     for p in (a, b):
         p.set_instruction(INSTRUCTION)
-    np.testing.assert_allclose(run(a, frames(12))[-1].waypoints, run(b, frames(12))[-1].waypoints, atol=1e-5)
+    reference = run(a, frames(12))[-1].waypoints
+    np.testing.assert_allclose(run(b, frames(12))[-1].waypoints, reference, atol=1e-5)
+    # Through the authors' naming and back (Wan keys, history modules, original VAE and umT5 files): every tensor.
+    assert_same_weights(loaded, tiny_models)
+    wrong = perturbed(loaded, "transformer", "blocks.1.attn_history.to_out.0.weight")
+    assert max_difference(plan_of(wrong, frames(12), seed=2), reference) > DIFFERENT
 
 
 def test_missing_checkpoint_files_are_named(tmp_path, tiny_models):

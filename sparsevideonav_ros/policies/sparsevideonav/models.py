@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sparsevideonav_ros.policies import random_init
 from sparsevideonav_ros.policies.model_cache import cached_folder
 from sparsevideonav_ros.policies.sparsevideonav.action_head import ActionHeadConfig, SparseVideoNavActionHead
 from sparsevideonav_ros.policies.sparsevideonav.checkpoints import CheckpointError, load_release_transformer
@@ -45,7 +46,9 @@ LAYOUT_FILE = "sparsevideonav.json"
 LAYOUT_FORMAT = "sparsevideonav_ros"
 LAYOUT_VERSION = 1
 VAE_SPATIAL_STRIDE = 8
-TINY_VERSION = "tiny-v2"
+# The tiny set's cache folder is TINY_VERSION + a digest of the code that builds it (tiny_build_key): bump
+# TINY_VERSION only for a change that code does not show.
+TINY_VERSION = "tiny-v3"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -224,13 +227,31 @@ def tiny_action_head_config(text_dim: int) -> ActionHeadConfig:
     return ActionHeadConfig(language_dim=text_dim, former_dim=32, former_depth=1, former_heads=2,
                             former_dim_head=16, former_num_latents=8 * tokens // 4, dit_dim=32, dit_depth=2,
                             dit_heads=2,
-                            # An untrained head samples its mean action: a slow walk forward (0.2 m/s) makes
-                            # the tiny model visibly drive the demo robot. It is not a navigation model.
+                            # The random head's actions scatter (by action_std) around this mean: a forward bias
+                            # of 0.2 m/s, so the demo robot drifts forward on average. Not a navigation model.
                             action_mean=(0.05, 0.0, 0.0))
 
 
+def tiny_random_transformer(text_dim: int, seed: int = 0) -> SparseVideoNavTransformer:
+    """The tiny backbone with every parameter drawn (random_init.randomize_): its history attention, output
+    projection and adaLN tables are not at their training-start values (zero / identity), so its output
+    depends on the history, the instruction and every weight."""
+    return random_init.randomize_(SparseVideoNavTransformer(**tiny_transformer_config(text_dim)), seed)
+
+
+def tiny_random_action_head(text_dim: int, seed: int = 0) -> SparseVideoNavActionHead:
+    """The tiny action head with every parameter drawn: no zero output layer, no adaLN-zero, so its 8 actions
+    depend on the future latents, the instruction, the sampling noise and every weight."""
+    return random_init.randomize_(SparseVideoNavActionHead.from_head_config(tiny_action_head_config(text_dim)), seed)
+
+
 def build_tiny_models(folder: Path, seed: int = 0) -> Path:
-    """Random tiny model set saved in our layout (text encoder and a real tokenizer included)."""
+    """Random tiny model set saved in our layout (text encoder and a real tokenizer included).
+
+    Every parameter of every part (backbone, VAE, umT5, action head) is drawn by random_init.randomize_ (seeds
+    seed .. seed + 3): plans depend on the frames, the instruction, the sampling seed and every weight, and are
+    random motions (about action_std around action_mean per 0.25 s step), not navigation.
+    """
     from diffusers import AutoencoderKLWan
     torch.manual_seed(seed)
     folder = Path(folder)
@@ -240,13 +261,21 @@ def build_tiny_models(folder: Path, seed: int = 0) -> Path:
         if produced.resolve() != wanted.resolve():
             shutil.move(str(produced), str(wanted))
     text = InstructionEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer")
-    transformer = SparseVideoNavTransformer(**tiny_transformer_config(text.hidden_size))
-    action_head = SparseVideoNavActionHead.from_head_config(tiny_action_head_config(text.hidden_size))
-    vae = AutoencoderKLWan(**tiny_vae_config())
+    random_init.randomize_(text.text_encoder, seed + 3)
+    transformer = tiny_random_transformer(text.hidden_size, seed)
+    action_head = tiny_random_action_head(text.hidden_size, seed + 1)
+    vae = random_init.randomize_(AutoencoderKLWan(**tiny_vae_config()), seed + 2)
     SparseVideoNavModels(transformer, vae, action_head, text, TINY_IMAGE_SIZE).save_pretrained(folder)
     return folder
 
 
+def tiny_build_key() -> str:
+    """Cache folder name of the tiny set: TINY_VERSION + a digest of the code that builds it."""
+    return f"{TINY_VERSION}-" + random_init.source_digest(
+        build_tiny_models, tiny_random_transformer, tiny_random_action_head, tiny_transformer_config,
+        tiny_action_head_config, tiny_vae_config, make_tiny_text_encoder, random_init, TINY_IMAGE_SIZE)
+
+
 def tiny_checkpoint_dir() -> Path:
-    """Cached tiny model set (built once; see policies/model_cache.py)."""
-    return cached_folder(TINY_VERSION, LAYOUT_FILE, build_tiny_models)
+    """Cached tiny model set (built once per tiny_build_key; see policies/model_cache.py)."""
+    return cached_folder(tiny_build_key(), LAYOUT_FILE, build_tiny_models)
