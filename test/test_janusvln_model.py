@@ -31,7 +31,7 @@ def one_thread():
 def random_folder(tmp_path_factory):
     """A fully random tiny JanusVLN (no MOVE_FORWARD nudge) in the authors' old layout."""
     folder = tmp_path_factory.mktemp("janusvln") / "random"
-    return models.build_tiny_checkpoint(folder, seed=1, walk_forward=False,
+    return models.build_tiny_checkpoint(folder, seed=1, answer_actions=False,
                                         tokenizer_from=models.tiny_checkpoint_dir())
 
 

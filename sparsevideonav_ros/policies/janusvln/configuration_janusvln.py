@@ -28,7 +28,8 @@ def resolve_dtype(dtype: str, device: str) -> str:
 class JanusVLNConfig:
     checkpoint: str = param(TINY, "Model folder in the authors' layout (Qwen2.5-VL config.json + lam, safetensors "
                                   "with vggt.aggregator.* and merger.*, tokenizer with chat template), or 'tiny' = "
-                                  "a small untrained model for wiring tests (it always answers MOVE_FORWARD).")
+                                  "a small random model for wiring tests (answers MOVE_FORWARD, TURN_LEFT or "
+                                  "TURN_RIGHT as its random weights pick; never STOP).")
     device: str = param("cpu", "Torch device of the model (cpu, cuda, cuda:1, ...).")
     dtype: str = param(AUTO, "Weights and compute precision; auto = bfloat16 on CUDA (as the release runs), "
                              "float32 on CPU.", choices=(AUTO, "float32", "bfloat16", "float16"))

@@ -9,8 +9,11 @@ used by the small test models only:
     vggt_merger_hidden_dim: 4096    (read by the authors' code too)
 
 `tiny` builds a small random model once into a cache folder (SPARSEVIDEONAV_CACHE) in the authors' layout and
-loads it through the same loader as real weights. Its language model is nudged to answer MOVE_FORWARD, so a
-robot driven by it visibly walks; it is not a navigation model.
+loads it through the same loader as real weights. Every weight is random; on top of that, its answer is wired to
+be one of MOVE_FORWARD / TURN_LEFT / TURN_RIGHT (never STOP), *which* one chosen by the random weights from the
+frames and the instruction (see _wire_action_choice), so a robot driven by it keeps moving and its answer logits
+change with every input and weight (with the shipped seed the pick is mostly MOVE_FORWARD: the choice margin
+moves, the winner rarely flips). It is not a navigation model.
 """
 from __future__ import annotations
 
@@ -40,7 +43,9 @@ _transformers_logging.disable_progress_bar()
 log = logging.getLogger(__name__)
 
 TINY = "tiny"
-TINY_VERSION = "janusvln-tiny-v2"
+# The cache folder is TINY_VERSION + a digest of the code that builds the tiny model (tiny_build_key): bump
+# TINY_VERSION only for a change that code does not show.
+TINY_VERSION = "janusvln-tiny-v3"
 FEATURE_LAYER = -2  # the release reads aggregated_tokens[-2] (layer 23 of 24)
 DEFAULT_LAM = 0.2
 DEFAULT_IMAGE_WIDTH = 644
@@ -301,29 +306,60 @@ def _random_init(model: JanusVLNModel, seed: int) -> None:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
 
 
-def _answer_move_forward(model: JanusVLNModel, layout: PromptLayout, tokenizer) -> None:
-    """Make greedy decoding of the tiny model follow prompt end -> MOVE_FORWARD -> <|im_end|>: small residual
-    updates (the stream stays close to the token's own embedding) and lm_head rows matching the chain."""
+TINY_ANSWERS = ("MOVE_FORWARD", "TURN_LEFT", "TURN_RIGHT")  # STOP is never chosen: wiring runs keep moving
+_STATE_GAIN = 30.0  # state direction in a token's embedding: dominates the residual updates of the random layers
+_ROW_GAIN = 4.0  # lm_head rows of allowed tokens: logits ~30 against ~N(0, 1) for the other tokens
+_CHOICE_SPREAD = 3.0  # random part of a choice row, orthogonal to the states: the context decides between rows
+
+
+def _wire_action_choice(model: JanusVLNModel, layout: PromptLayout, tokenizer, seed: int) -> None:
+    """Make greedy decoding of the random tiny model answer one of TINY_ANSWERS, then <|im_end|>.
+
+    Four random orthonormal directions of the language model's hidden space stand for the decoding states:
+    answer starts (after the prompt's last token), after MOVE, after TURN, answer complete. The embedding of the
+    token that puts the decoder in a state gets a large component along that state's direction, so the final
+    (RMS-normalised) hidden state points mostly along it; the lm_head rows of the tokens allowed next point along
+    it too and win the argmax. Where there is a choice (MOVE or TURN first; _LEFT or _RIGHT after TURN) each
+    allowed row also gets a random part orthogonal to the states: the context-dependent rest of the hidden state
+    (frames, instruction, every weight) picks the row. No other weight is changed.
+    """
+    pieces = {answer: tokenizer(answer, add_special_tokens=False)["input_ids"] for answer in TINY_ANSWERS}
+    if any(len(ids) != 2 for ids in pieces.values()) or pieces["TURN_LEFT"][0] != pieces["TURN_RIGHT"][0]:
+        raise CheckpointError(f"tiny tokenizer splits the actions as {pieces}; _wire_action_choice expects "
+                              f"MOVE + _FORWARD, TURN + _LEFT / _RIGHT")
+    (move, forward), (turn, left), (_, right) = (pieces[a] for a in TINY_ANSWERS)
+    start, end = layout.suffix_ids("x")[-1], tokenizer.convert_tokens_to_ids(IM_END)
     lm = model.qwen.model.language_model
+    hidden = lm.embed_tokens.weight.shape[1]
+    generator = torch.Generator().manual_seed(seed + 1)
+    basis, _ = torch.linalg.qr(torch.randn(hidden, hidden, generator=generator))
+    state_start, state_move, state_turn, state_end = basis[:, :4].T
+    states = basis[:, :4]
+
+    def choice_part() -> torch.Tensor:
+        free = torch.randn(hidden, generator=generator)
+        free -= states @ (states.T @ free)  # orthogonal to every state direction
+        return _CHOICE_SPREAD * free / free.norm()
+
     with torch.no_grad():
-        for layer in lm.layers:
-            layer.self_attn.o_proj.weight.mul_(0.02)
-            layer.mlp.down_proj.weight.mul_(0.02)
-        answer = tokenizer("MOVE_FORWARD", add_special_tokens=False)["input_ids"]
-        sources = [layout.suffix_ids("x")[-1]] + answer
-        targets = answer + [tokenizer.convert_tokens_to_ids(IM_END)]
-        embed = lm.embed_tokens.weight
-        for source, target in zip(sources, targets):
-            direction = embed[source] / embed[source].norm()
-            model.qwen.lm_head.weight[target] = 6.0 * direction
+        embed, head = lm.embed_tokens.weight, model.qwen.lm_head.weight
+        for token, state in ((start, state_start), (move, state_move), (turn, state_turn), (forward, state_end),
+                             (left, state_end), (right, state_end)):
+            embed[token] += _STATE_GAIN * state
+        for token, state, choice in ((move, state_start, True), (turn, state_start, True),
+                                     (forward, state_move, False), (left, state_turn, True),
+                                     (right, state_turn, True), (end, state_end, False)):
+            head[token] = _ROW_GAIN * (state + (choice_part() if choice else 0.0))
 
 
-def build_tiny_checkpoint(folder: Path, seed: int = 0, walk_forward: bool = True, layout: str = "old",
+def build_tiny_checkpoint(folder: Path, seed: int = 0, answer_actions: bool = True, layout: str = "old",
                           tokenizer_from: Optional[Path] = None,
                           architecture: Callable[[Any], Architecture] = None) -> Path:
     """A random tiny JanusVLN saved in the authors' layout (tokenizer with chat template included), with a
     tiny tokenizer trained offline, or the one of another tiny folder (`tokenizer_from`). `architecture`
-    (tokenizer -> Architecture) picks other sizes (default: tiny_architecture)."""
+    (tokenizer -> Architecture) picks other sizes (default: tiny_architecture). Every weight is random
+    (_random_init); `answer_actions` adds _wire_action_choice (the default tiny model), False leaves the answers
+    to the random weights alone (mostly text that names no action)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = folder / "_tokenizer"
@@ -339,18 +375,28 @@ def build_tiny_checkpoint(folder: Path, seed: int = 0, walk_forward: bool = True
         torch.manual_seed(seed)
         model = JanusVLNModel(arch).eval()
     _random_init(model, seed)
-    if walk_forward:
+    if answer_actions:
         prompt = PromptLayout.build(tokenizer, find_chat_template(tokenizer, tokenizer_dir), arch.qwen.image_token_id,
                                     arch.qwen.vision_start_token_id, arch.qwen.vision_end_token_id)
-        _answer_move_forward(model, prompt, tokenizer)
+        _wire_action_choice(model, prompt, tokenizer, seed)
     save_janusvln(model, tokenizer_dir, folder, layout=layout)
     shutil.rmtree(tokenizer_dir)
     return folder
 
 
+def tiny_build_key() -> str:
+    """Cache folder name of the tiny model: TINY_VERSION + a digest of the code that builds it."""
+    from sparsevideonav_ros.policies import random_init
+    from sparsevideonav_ros.policies.janusvln import prompt
+
+    return f"{TINY_VERSION}-" + random_init.source_digest(
+        build_tiny_checkpoint, tiny_architecture, _random_init, _wire_action_choice, save_janusvln, prompt,
+        TINY_AGGREGATOR, TINY_ANSWERS, _STATE_GAIN, _ROW_GAIN, _CHOICE_SPREAD)
+
+
 def tiny_checkpoint_dir() -> Path:
-    """The cached tiny model folder (built once; see policies/model_cache.py)."""
-    return cached_folder(TINY_VERSION, "config.json", build_tiny_checkpoint)
+    """The cached tiny model folder (built once per tiny_build_key; see policies/model_cache.py)."""
+    return cached_folder(tiny_build_key(), "config.json", build_tiny_checkpoint)
 
 
 def resolve_checkpoint(checkpoint: str) -> Path:

@@ -12,8 +12,8 @@ TINY = "tiny"
 @dataclass
 class SparseVideoNavConfig:
     checkpoint: str = param(TINY, "Model folder: ours (save_pretrained layout), the authors' release folder "
-                                  "(with svn_ckpt/), or 'tiny' = a small untrained model for wiring tests (it "
-                                  "just walks slowly forward).")
+                                  "(with svn_ckpt/), or 'tiny' = a small random model for wiring tests (its "
+                                  "plans depend on the frames, instruction and seed, but mean nothing).")
     wan_diffusers_dir: str = param("", "Release layout only: diffusers-format Wan2.1-T2V-1.3B folder giving "
                                        "text_encoder/ and tokenizer/ (and vae/ if Wan2.1_VAE.pth is absent).")
     action_head_dir: str = param("", "A trained action head folder (save_pretrained, e.g. from tools/"
