@@ -26,11 +26,15 @@ system-deps:
 # unitree-sdk2 goes in with --no-deps (its cyclonedds pin has no cp311 wheel, its opencv-python
 # would clash with opencv-python-headless); requirements.txt pins the cyclonedds that works.
 # Why and the import workaround: sparsevideonav_ros/robot/unitree_sdk.py.
+# depth-anything-3 goes in with --no-deps too: it declares numpy<2 (torch and the stack use numpy 2),
+# xformers, open3d, moviepy==1.0.3 and pre-commit for parts the pose head never imports; its network
+# needs only einops, addict and omegaconf (requirements.txt). Why: policies/pose_estimators/da3_estimator.py.
 $(STAMP): requirements.txt | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps unitree-sdk2==1.0.1
+	$(PY) -m pip install --quiet --no-deps depth-anything-3==0.1.1
 	touch $(STAMP)
 
 venv: $(STAMP)
