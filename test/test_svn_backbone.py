@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sparsevideonav_ros.policies.sparsevideonav import checkpoints, sampling
-from sparsevideonav_ros.policies.sparsevideonav.models import tiny_transformer_config
+from sparsevideonav_ros.policies.sparsevideonav.models import tiny_random_transformer, tiny_transformer_config
 from sparsevideonav_ros.policies.sparsevideonav.transformer import SparseVideoNavTransformer
 
 TEXT_DIM = 32
@@ -14,6 +14,14 @@ TEXT_DIM = 32
 
 @pytest.fixture(scope="module")
 def tiny():
+    """Every parameter random (no zero history attention / output projection): round trips and layout
+    conversions that lose or swap any weight change its output."""
+    return tiny_random_transformer(TEXT_DIM).eval()
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    """The real initialisation (as training starts): history attention outputs zero."""
     torch.manual_seed(0)
     return SparseVideoNavTransformer(**tiny_transformer_config(TEXT_DIM)).eval()
 
@@ -43,15 +51,15 @@ def test_full_size_backbone_has_the_papers_parameter_counts():
     assert model.qformer.config.num_latents == 10240 and model.video_former.config.num_latents == 2560
 
 
-def test_fresh_history_attention_is_the_identity_until_trained(tiny):
+def test_fresh_history_attention_is_the_identity_until_trained(fresh):
     latents, t, text, mask = inputs()
-    history = tiny.compress_history(torch.randn(1, 16, 3, 8, 8), None, text, mask)
+    history = fresh.compress_history(torch.randn(1, 16, 3, 8, 8), None, text, mask)
     with torch.no_grad():
-        plain = tiny(latents, t, text, None)
-        with_history = tiny(latents, t, text, history)
+        plain = fresh(latents, t, text, None)
+        with_history = fresh(latents, t, text, history)
         assert torch.equal(plain, with_history)
         perturbed = SparseVideoNavTransformer(**tiny_transformer_config(TEXT_DIM)).eval()
-        perturbed.load_state_dict(tiny.state_dict())
+        perturbed.load_state_dict(fresh.state_dict())
         torch.nn.init.normal_(perturbed.blocks[0].attn_history.to_out[0].weight, std=0.1)
         assert torch.equal(perturbed(latents, t, text, None), plain)
         changed = perturbed(latents, t, text, history)
