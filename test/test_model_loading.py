@@ -82,7 +82,8 @@ def test_the_runner_logs_which_head_was_loaded(tiny_models, other_head):
         SparseVideoNavConfig(action_head_dir=str(other_head)), models=loaded), log_info=messages.append)
     assert runner.load(), runner.load_error
     assert [m for m in messages if "loaded" in m] == [
-        f"policy 'sparsevideonav' loaded: action head {other_head} (sparsevideonav.action_head_dir, replacing "
+        f"policy 'sparsevideonav' loaded: head dit (auto: a trained action head is present): action head "
+        f"{other_head} (sparsevideonav.action_head_dir, replacing "
         f"{models.tiny_checkpoint_dir() / 'action_head'})"]
 
 
@@ -117,7 +118,7 @@ def release(tiny_models, tmp_path_factory):
 def test_release_layout_takes_the_head_from_action_head_dir(tiny_models, other_head, release):
     folder, wan = release
     with pytest.raises(checkpoints.CheckpointError, match="action_head_dir"):
-        models.load_models(SparseVideoNavConfig(checkpoint=str(folder), wan_diffusers_dir=str(wan)))
+        models.load_models(SparseVideoNavConfig(checkpoint=str(folder), wan_diffusers_dir=str(wan), action_head="dit"))
     loaded = models.load_models(SparseVideoNavConfig(checkpoint=str(folder), wan_diffusers_dir=str(wan),
                                                      action_head_dir=str(other_head)))
     assert_same_weights(loaded.action_head, load_file(str(other_head / HEAD_WEIGHTS)))

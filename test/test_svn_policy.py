@@ -199,8 +199,8 @@ def test_release_layout_loads_through_the_original_files(tiny_models, tmp_path):
     (wan / "vae").mkdir()  # the VAE config only: weights come from Wan2.1_VAE.pth
     shutil.copy(ours / "vae" / "config.json", wan / "vae" / "config.json")
     config = dict(checkpoint=str(release), wan_diffusers_dir=str(wan), action_head_dir=str(ours / "action_head"))
-    with pytest.raises(Exception, match="action head"):
-        models.load_models(SparseVideoNavConfig(checkpoint=str(release), wan_diffusers_dir=str(wan)))
+    with pytest.raises(Exception, match="action head"):  # dit asks for a trained head; the release has none
+        models.load_models(SparseVideoNavConfig(checkpoint=str(release), wan_diffusers_dir=str(wan), action_head="dit"))
     loaded = models.load_models(SparseVideoNavConfig(**config))
     assert loaded.image_size == tiny_models.image_size
     a = SparseVideoNavPolicy(SparseVideoNavConfig(seed=2), models=tiny_models)
@@ -221,9 +221,13 @@ def test_missing_checkpoint_files_are_named(tmp_path, tiny_models):
     with pytest.raises(checkpoints.CheckpointError, match="sparsevideonav.json"):
         models.load_models(SparseVideoNavConfig(checkpoint=str(tmp_path)))
     ours = tiny_models.save_pretrained(tmp_path / "ours")
+    (ours / "action_head" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(checkpoints.CheckpointError, match="action head weights"):  # a broken head never falls back
+        models.load_models(SparseVideoNavConfig(checkpoint=str(ours)))
     shutil.rmtree(ours / "action_head")
     with pytest.raises(checkpoints.CheckpointError, match="action_head"):
-        models.load_models(SparseVideoNavConfig(checkpoint=str(ours)))
+        models.load_models(SparseVideoNavConfig(checkpoint=str(ours), action_head="dit"))
+    assert models.load_models(SparseVideoNavConfig(checkpoint=str(ours))).head == "pose"  # auto, no head
 
 
 def test_non_finite_actions_are_refused(policy, monkeypatch):

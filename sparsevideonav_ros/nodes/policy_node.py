@@ -214,6 +214,8 @@ class PolicyNode(common.StackNode):
         level = self.errors.level(now)
         values = {
             "policy": runner.policy_name, "state": state, "instruction": runner.instruction,
+            # Why the last plan stops beyond its state (e.g. pose_invalid: the failed check and its numbers).
+            "plan_reason": self.last_plan.reason if self.last_plan else "",
             "latency_ms": f"{self.last_latency_s * 1e3:.1f}", "compute_ms": f"{runner.last_compute_s * 1e3:.1f}",
             **runner.status_values(), **self.errors.values(now),
             "frames_in": self.frames_in, "frames_rejected": self.frames_rejected,

@@ -40,7 +40,9 @@ class Observation:
 
 # waiting_odometry: the policy needs the robot pose at the frame's stamp (Observation.odom_pose) and has
 # none yet (frames arrive before the first odometry): it stands still until odometry comes, no error.
-PLAN_STATES = ("ok", "warming_up", "done", "waiting_instruction", "waiting_odometry")
+# pose_invalid: the pose head could not vouch for the imagined future's camera poses (too few inliers, ground
+# not visible, inconsistent scale, ...): the robot stops; Plan.reason says which check failed.
+PLAN_STATES = ("ok", "warming_up", "done", "waiting_instruction", "waiting_odometry", "pose_invalid")
 
 
 @dataclass
@@ -53,6 +55,8 @@ class Plan:
     state: one of PLAN_STATES; anything but 'ok' comes with no waypoints.
     preview: optional (H, W, 3) uint8 image of what the policy imagines (e.g. generated future).
     timings_s: named compute durations in seconds.
+    reason: why a plan is not 'ok' beyond its state (free text, e.g. the failed pose check with its
+      numbers); '' when there is nothing to add. Goes into policy/status as plan_reason.
     """
 
     stamp: float
@@ -61,6 +65,7 @@ class Plan:
     waypoint_dt_s: Optional[float] = None
     preview: Optional[np.ndarray] = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
 
     @classmethod
     def stand_still(cls, stamp: float, state: str) -> "Plan":

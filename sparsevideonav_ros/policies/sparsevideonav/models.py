@@ -10,7 +10,12 @@ Our layout (save_pretrained):                 The authors' release layout:
 
 `tiny` builds a small random set once into a cache folder and loads it through the same code.
 `sparsevideonav.action_head_dir`, when set, replaces the folder's action head in every layout (tiny, ours,
-release; required with the release); start-up logs one line naming the head that was loaded.
+release); start-up logs one line naming the head that was loaded.
+
+`sparsevideonav.action_head` picks the head (resolve_action_head): `dit` loads a trained head (the folder's
+action_head/ or action_head_dir; an error without one), `pose` loads none (the pose head turns decoded imagined
+frames into a plan; policy.py builds it), `auto` = dit where a trained head is present, else pose (the
+authors' release has no head).
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -56,16 +62,21 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class SparseVideoNavModels:
     transformer: SparseVideoNavTransformer
     vae: torch.nn.Module
-    action_head: SparseVideoNavActionHead
+    action_head: Optional[SparseVideoNavActionHead]  # None when the pose head runs (head == "pose")
     text_encoder: InstructionEncoder
     image_size: int
     action_head_source: str = ""  # where the action head came from (folder and why), for logs and status
+    head: str = "dit"  # the head that turns imagined futures into plans: dit | pose (resolve_action_head)
+    head_reason: str = ""  # why that head runs (resolve_action_head), for the start-up line
 
     def __post_init__(self) -> None:
         text_dim = self.transformer.config.text_dim
         if self.text_encoder.hidden_size != text_dim:
             raise CheckpointError(f"text encoder width {self.text_encoder.hidden_size} != backbone text_dim {text_dim}")
-        head_text_dim = self.action_head.config.language_dim
+        if (self.action_head is None) != (self.head == "pose"):
+            raise CheckpointError(f"head {self.head!r} with action head {type(self.action_head).__name__}: the dit "
+                                  f"head needs a trained action head, the pose head none")
+        head_text_dim = text_dim if self.action_head is None else self.action_head.config.language_dim
         if head_text_dim != text_dim:
             raise CheckpointError(f"action head {self.action_head_source or ''} expects instruction embeddings of "
                                   f"width {head_text_dim}, the text encoder gives {text_dim}: a head trained for "
@@ -106,7 +117,8 @@ class SparseVideoNavModels:
         folder.mkdir(parents=True, exist_ok=True)
         self.transformer.save_pretrained(folder / "transformer")
         self.vae.save_pretrained(folder / "vae")
-        self.action_head.save_pretrained(folder / "action_head")
+        if self.action_head is not None:  # a pose-head set saves without one (auto then picks pose again)
+            self.action_head.save_pretrained(folder / "action_head")
         self.text_encoder.save_pretrained(folder / "text_encoder", folder / "tokenizer")
         (folder / LAYOUT_FILE).write_text(json.dumps(
             {"format": LAYOUT_FORMAT, "version": LAYOUT_VERSION, "image_size": self.image_size}, indent=2))
@@ -144,6 +156,28 @@ def _load_action_head(folder: Path, dtype: torch.dtype, device: str, why: str) -
     return head.to(device).eval(), source
 
 
+def resolve_action_head(config: SparseVideoNavConfig, own_head: Optional[Path]) -> tuple[str, str]:
+    """(head, why): which head runs for ``config.action_head`` given the checkpoint's own head folder
+    (``own_head``; None for the authors' release, which has none). head is "dit" or "pose"; why is the
+    reason the start-up line gives. `dit` without any trained head is a CheckpointError saying where it looked."""
+    has_own = own_head is not None and (own_head / "config.json").is_file()
+    present = bool(config.action_head_dir) or has_own
+    if config.action_head == "pose":
+        return "pose", "sparsevideonav.action_head is pose"
+    if config.action_head == "dit":
+        if not present:
+            looked = f"{own_head} has no config.json" if own_head is not None else "the authors' release has no head"
+            raise CheckpointError(f"sparsevideonav.action_head is dit but no trained action head is present ({looked} "
+                                  f"and sparsevideonav.action_head_dir is empty): train one with `python -m "
+                                  f"sparsevideonav_ros.tools.train_action_head` and set action_head_dir, or use "
+                                  f"action_head pose (or auto)")
+        return "dit", "sparsevideonav.action_head is dit"
+    if present:
+        return "dit", "auto: a trained action head is present"
+    where = "the authors' release has no action head" if own_head is None else f"no trained head at {own_head}"
+    return "pose", f"auto: {where} and sparsevideonav.action_head_dir is empty"
+
+
 def _load_ours(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavModels:
     layout = json.loads(_require(folder / LAYOUT_FILE, "layout file").read_text())
     if layout.get("format") != LAYOUT_FORMAT or layout.get("version") != LAYOUT_VERSION:
@@ -151,7 +185,10 @@ def _load_ours(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavMode
     dtype = DTYPES[config.dtype]
     transformer = SparseVideoNavTransformer.from_pretrained(
         _require(folder / "transformer" / "config.json", "backbone config").parent, torch_dtype=dtype)
-    if config.action_head_dir:
+    head, why = resolve_action_head(config, folder / "action_head")
+    if head == "pose":
+        action_head, head_source = None, f"none: the pose head runs ({why})"
+    elif config.action_head_dir:
         action_head, head_source = _load_action_head(Path(config.action_head_dir), dtype, config.device,
                                                      "sparsevideonav.action_head_dir, replacing "
                                                      f"{folder / 'action_head'}")
@@ -163,18 +200,18 @@ def _load_ours(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavMode
                                               _require(folder / "tokenizer", "tokenizer folder"),
                                               device=config.text_encoder_device)
     return SparseVideoNavModels(transformer.to(config.device).eval(), vae.eval(), action_head, text,
-                                int(layout["image_size"]), head_source)
+                                int(layout["image_size"]), head_source, head, why)
 
 
 def _load_release(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavModels:
     dtype = DTYPES[config.dtype]
-    if not config.action_head_dir:
-        raise CheckpointError(
-            f"{folder} is the authors' release, which has no action head (not published): train one with "
-            f"`python -m sparsevideonav_ros.tools.train_action_head` and set sparsevideonav.action_head_dir")
     # The head first: a wrong head folder fails in a second, not after the 1.3B backbone has loaded.
-    action_head, head_source = _load_action_head(Path(config.action_head_dir), dtype, config.device,
-                                                 "sparsevideonav.action_head_dir")
+    head, why = resolve_action_head(config, None)
+    if head == "pose":
+        action_head, head_source = None, f"none: the pose head runs ({why})"
+    else:
+        action_head, head_source = _load_action_head(Path(config.action_head_dir), dtype, config.device,
+                                                     "sparsevideonav.action_head_dir")
     wan = Path(config.wan_diffusers_dir) if config.wan_diffusers_dir else folder / "wan_diffusers_dir-unset"
     transformer = load_release_transformer(folder / "svn_ckpt", device=config.device, dtype=dtype)
     original_vae = folder / "Wan2.1_VAE.pth"
@@ -192,7 +229,8 @@ def _load_release(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavM
         tokenizer if tokenizer.is_dir() else _require(wan / "tokenizer", "tokenizer"),
         device=config.text_encoder_device)
     grid = int(math.isqrt(transformer.qformer.config.num_latents // transformer.history_slots))
-    return SparseVideoNavModels(transformer, vae.eval(), action_head, text, grid * VAE_SPATIAL_STRIDE, head_source)
+    return SparseVideoNavModels(transformer, vae.eval(), action_head, text, grid * VAE_SPATIAL_STRIDE, head_source,
+                                head, why)
 
 
 def load_models(config: SparseVideoNavConfig) -> SparseVideoNavModels:

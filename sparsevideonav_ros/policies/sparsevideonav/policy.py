@@ -4,11 +4,20 @@ Per 4 FPS frame (observe): centre-crop/resize to the model's size; frames that l
 window become history and are VAE-encoded once, chunk by chunk, with a cache kept across steps.
 Every `plan_every_frames` frames (plan): reference = newest 8 frames (2 latent chunks, encoded on
 their own as in the release), history compressed to a fixed token count, 4-step sparse-future
-sampling, action head -> 8 (dx, dy, dtheta) -> 8 cumulative waypoints 0.25 s apart.
+sampling, then one of two heads (``sparsevideonav.action_head``, resolved at load by models.resolve_action_head):
+
+- dit: the trained action head -> 8 (dx, dy, dtheta) -> 8 cumulative waypoints 0.25 s apart.
+- pose: the VAE decodes the imagined latents only as far as the newest instant the plan uses
+  (video_latents.decode_instants: latents 0 .. 1 + pose_future_instants, one frame kept per instant),
+  the pose estimator finds each imagined camera relative to the decoded current frame, and the pose
+  head (pose_head.py) projects them through the camera mount into waypoints every 0.25 s. A refused
+  estimate is a stop in state ``pose_invalid`` whose ``Plan.reason`` says why.
 """
 from __future__ import annotations
 
+import math
 import time
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -16,10 +25,14 @@ import torch
 
 from sparsevideonav_ros.core import se2
 from sparsevideonav_ros.policies.base import Observation, Plan, Policy, PolicyError
+from sparsevideonav_ros.policies.pose_estimators import CameraMount, make_estimator, mount_preset
+from sparsevideonav_ros.policies.pose_estimators.base import crop_resize_intrinsics, intrinsics_from_fov
 from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import SparseVideoNavConfig
 from sparsevideonav_ros.policies.sparsevideonav.models import SparseVideoNavModels, load_models
+from sparsevideonav_ros.policies.sparsevideonav.pose_head import (FUTURE_TIMES_S, ImaginedFrames, PoseHead,
+                                                                  PoseHeadConfig, instant_frame_indices)
 from sparsevideonav_ros.policies.sparsevideonav.sampling import REFERENCE_LATENTS, sample_sparse_future
-from sparsevideonav_ros.policies.sparsevideonav.video_latents import (StreamingVideoEncoder, decode_latents,
+from sparsevideonav_ros.policies.sparsevideonav.video_latents import (StreamingVideoEncoder, decode_instants,
                                                                        encode_clip, preprocess_frame)
 
 FRAMES_PER_CHUNK = 4
@@ -41,6 +54,13 @@ class SparseVideoNavPolicy(Policy):
         self.device = torch.device(config.device)
         self.history_encoder = StreamingVideoEncoder(self.models.vae)
         self._text: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self.pose_head: Optional[PoseHead] = None
+        # The decode step of the pose head; tests swap it for rendered frames (pose_head.ImaginedFrames).
+        self.imagined_frames: ImaginedFrames = self.decode_imagined_instants
+        if self.models.head == "pose":
+            mount = camera_mount(config)
+            self.pose_head = PoseHead(make_estimator(config.pose_estimator, mount, **_estimator_options(config)),
+                                      mount, PoseHeadConfig(min_valid_frames=min(2, config.pose_future_instants)))
         self.reset()
 
     # -- episode state --------------------------------------------------------------------------
@@ -156,11 +176,63 @@ class SparseVideoNavPolicy(Policy):
             raise PolicyError("no instruction set")
         return self._text
 
+    @property
+    def pose_times_s(self) -> tuple[float, ...]:
+        """Seconds after T of the imagined instants the pose head uses (the first pose_future_instants)."""
+        return FUTURE_TIMES_S[: self.config.pose_future_instants]
+
+    def decode_imagined_instants(self, latents: torch.Tensor) -> tuple[np.ndarray, list[np.ndarray]]:
+        """ImaginedFrames hook: latents (1, 16, 10, h, w) -> (current (S, S, 3) uint8 RGB, futures [(S, S, 3)]).
+
+        Decoded frame 4 (latent 1, the newest reference chunk) stands for T, decoded frame 4i (latent i)
+        for latent i's instant (pose_head.instant_frame_indices); decode_instants runs the causal decoder
+        up to the newest latent needed and keeps just those frames.
+        """
+        current, futures = instant_frame_indices()
+        wanted = [current, *futures[: self.config.pose_future_instants]]
+        frames = decode_instants(self.models.vae, latents, [index // 4 for index in wanted])[0]  # (3, n, S, S)
+        rgb = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
+        return np.ascontiguousarray(rgb[0]), [np.ascontiguousarray(f) for f in rgb[1:]]
+
+    def pose_intrinsics(self, frame_size: int) -> np.ndarray:
+        """(3, 3) pinhole matrix (px) of frame_size x frame_size imagined frames: the camera image
+        (horizontal_fov_deg, the newest observation's size) centre-cropped and resized as preprocess_frame
+        does to the model's image_size, then to frame_size (a decode hook may return another size)."""
+        height, width = self._latest.rgb.shape[:2]
+        camera = intrinsics_from_fov(width, height, math.radians(self.config.horizontal_fov_deg))
+        model = crop_resize_intrinsics(camera, width, height, self.models.image_size)
+        size = self.models.image_size
+        return model if frame_size == size else crop_resize_intrinsics(model, size, size, frame_size)
+
+    def _pose_plan(self, stamp: float, latents: torch.Tensor, timings: dict[str, float]) -> Plan:
+        clock = time.perf_counter
+        start = clock()
+        current, futures = self.imagined_frames(latents)
+        timings["pose_decode_s"] = clock() - start
+        times = self.pose_times_s
+        if len(futures) != len(times):
+            raise PolicyError(f"the imagined-frames hook returned {len(futures)} future frames, the pose head "
+                              f"uses {len(times)} ({times} s)")
+        result = self.pose_head.plan(stamp, current, futures, self.pose_intrinsics(current.shape[1]), times)
+        timings.update({f"pose_{name}": seconds for name, seconds in result.timings_s.items()})
+        plan = result.plan
+        plan.timings_s = timings
+        plan.reason = result.reason
+        return plan
+
     def _plan_now(self, stamp: float) -> Plan:
         timings: dict[str, float] = {}
         clock = time.perf_counter
         text_embeds, text_mask = self._text
         latents = self.imagine(timings)
+        if self.pose_head is not None:
+            plan = self._pose_plan(stamp, latents, timings)
+            if self.config.preview:
+                start = clock()
+                with torch.no_grad():
+                    plan.preview = self.models.preview_mosaic(latents)
+                timings["preview_decode_s"] = clock() - start
+            return plan
         with torch.no_grad():
             start = clock()
             future = latents[:, :, REFERENCE_LATENTS:]
@@ -182,7 +254,44 @@ class SparseVideoNavPolicy(Policy):
                     timings_s=timings)
 
     def describe(self) -> dict:
-        return {**super().describe(), "action_head": self.models.action_head_source}
+        out = {**super().describe(), "head": self.models.head, "head_reason": self.models.head_reason,
+               "action_head": self.models.action_head_source}
+        if self.pose_head is not None:
+            out["pose_head"] = self.pose_head.describe()
+        return out
 
     def load_summary(self) -> str:
-        return f"action head {self.models.action_head_source}"
+        """One start-up line: which head runs and why; for pose the estimator (weights, licence) and the mount."""
+        if self.pose_head is None:
+            return f"head dit ({self.models.head_reason}): action head {self.models.action_head_source}"
+        cfg = self.config
+        est = self.pose_head.estimator.describe()
+        if est["estimator"] == "da3":
+            estimator = f"estimator da3 {est.get('model')} from {est.get('weights')} (weights licence: {est.get('licence')})"
+        else:
+            estimator = "estimator opencv (two-view geometry, no weights)"
+        m = self.pose_head.mount
+        times = self.pose_times_s
+        return (f"head pose ({self.models.head_reason}): {estimator}; camera mount {cfg.camera_mount} "
+                f"({m.height_m:.2f} m high, {math.degrees(m.pitch_down_rad):.1f} deg down, {m.forward_m:.2f} m ahead); "
+                f"horizontal FOV {cfg.horizontal_fov_deg:g} deg; {len(times)} imagined instants T+"
+                f"{', '.join(f'{t:g}' for t in times)} s")
+
+
+def camera_mount(config: SparseVideoNavConfig) -> CameraMount:
+    """The mount of config.camera_mount: a preset, or custom from the mount_* parameters."""
+    if config.camera_mount == "custom":
+        return CameraMount(height_m=config.mount_height_m, pitch_down_rad=math.radians(config.mount_pitch_down_deg),
+                           forward_m=config.mount_forward_m)
+    return mount_preset(config.camera_mount)
+
+
+def _estimator_options(config: SparseVideoNavConfig) -> dict:
+    if config.pose_estimator != "da3":
+        return {}
+    folder = Path(config.da3_dir).expanduser() if config.da3_dir else None
+    if folder is None or not folder.is_dir():
+        raise PolicyError(f"sparsevideonav.pose_estimator is da3 but sparsevideonav.da3_dir "
+                          f"{str(folder) if folder else '(empty)'!r} is not a folder: give a local Depth Anything 3 "
+                          f"folder (config.json + model.safetensors, e.g. DA3-Small) or use pose_estimator opencv")
+    return {"weights": str(folder)}

@@ -262,6 +262,42 @@ def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
     return vae.decode(z).sample.float()
 
 
+@torch.no_grad()
+def decode_instants(vae, latents: torch.Tensor, latent_indices) -> torch.Tensor:
+    """Decode only as far as the newest latent asked for, keeping one frame per asked latent.
+
+    latents: normalised (B, 16, n, h, w). latent_indices: increasing indices < n. Returns float32 frames
+    (B, 3, len(latent_indices), 8h, 8w) in [-1, 1]: for latent 0 its single frame, for latent i >= 1 the
+    last of its 4 frames (decoded frame 4i, the one that stands for its instant), equal to
+    ``decode_latents(vae, latents)[:, :, [4i for i in latent_indices]]`` up to float rounding.
+
+    Why not cheaper: the Wan decoder is causal with 3-frame temporal kernels at every stage, so a latent's
+    frames need every earlier latent through the decoder (its feature cache); what can be saved is the
+    latents after the newest one asked for (the decoder runs latent by latent, as diffusers' own decode
+    does) and the memory of the frames not kept.
+    """
+    _check_wan21(vae)
+    indices = [int(i) for i in latent_indices]
+    z_dim = int(vae.config.z_dim)
+    if not isinstance(latents, torch.Tensor) or latents.ndim != 5 or latents.shape[1] != z_dim:
+        shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise ValueError(f"latents must be a (B, {z_dim}, n, h, w) tensor, got {shape}")
+    if not indices or sorted(set(indices)) != indices or indices[0] < 0 or indices[-1] >= latents.shape[2]:
+        raise ValueError(f"latent_indices must increase within 0..{latents.shape[2] - 1}, got {indices}")
+    param = next(vae.parameters())
+    last = indices[-1]
+    z = denormalize_latents(vae, latents[:, :, : last + 1].to(device=param.device)).to(param.dtype)
+    x = vae.post_quant_conv(z)  # 1x1x1: acts on each latent alone, so slicing before it changes nothing
+    cache: list = [None] * _causal_conv_count(vae.decoder)
+    wanted = set(indices)
+    kept = []
+    for i in range(last + 1):
+        out = vae.decoder(x[:, :, i: i + 1], feat_cache=cache, feat_idx=[0], first_chunk=(i == 0))
+        if i in wanted:
+            kept.append(out[:, :, -1:].float())
+    return torch.clamp(torch.cat(kept, dim=2), -1.0, 1.0)
+
+
 # -- loading --------------------------------------------------------------------------------------
 
 def _config_from(config: Union[None, str, Path, Mapping[str, Any]]) -> dict[str, Any]:
