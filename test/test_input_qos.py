@@ -129,7 +129,7 @@ def publish_until(node: Node, publisher, make_msg, predicate, timeout_s: float, 
     return False
 
 
-def test_an_instruction_published_once_reaches_the_policy_from_every_publisher_qos(tmp_path, node):
+def test_an_instruction_reaches_the_policy_from_every_publisher_qos_reliable_ones_sent_once(tmp_path, node):
     runner = start_graph(tmp_path, nodes=("policy_node",), overrides={"policy_node": {"status_rate_hz": 10.0}})
     watch = StatusWatch(node, ("policy/status",))
 
@@ -145,8 +145,14 @@ def test_an_instruction_published_once_reaches_the_policy_from_every_publisher_q
             publisher = matched_publisher(node, String, "instruction", profile)
             taken = int(status()["instructions"])
             text = f"walk to the wooden door ({profile})"
-            publisher.publish(String(data=text))
-            assert wait_until(lambda: status()["instruction"] == text, 10.0, node), (profile, status())
+            if PUBLISHER_QOS[profile].reliability == BEST_EFFORT:
+                # best effort may lose a sample sent while the reader's side of discovery still lags (DDS,
+                # not the stack): repeat it, as a best-effort publisher would; repeats count once
+                assert publish_until(node, publisher, lambda: String(data=text),
+                                     lambda: status()["instruction"] == text, 10.0, period_s=0.3), (profile, status())
+            else:
+                publisher.publish(String(data=text))  # once: reliable delivery must get it there
+                assert wait_until(lambda: status()["instruction"] == text, 10.0, node), (profile, status())
             # the copies through the other subscriptions arrive within milliseconds: give them a second
             spin_for(node, 1.0)
             assert int(status()["instructions"]) == taken + 1, (profile, status())
