@@ -350,7 +350,9 @@ def test_estop_from_every_publisher_qos_stops_the_robot(tmp_path, monitor):
         for profile in ESTOP_PROFILES:
             publisher = publisher_with(monitor, "estop", Bool, profile)
             assert wait_until(lambda: publisher.get_subscription_count() > 0, 10, monitor), profile
-            cmd.send(0.3, seconds=0.6)
+            # matched on our side; the bridge's side of discovery may lag, and a best-effort sample sent to a
+            # reader that does not know the writer yet is lost (DDS): the walk below gives it 1.5 s
+            cmd.send(0.3, seconds=1.2 if "best_effort" in profile else 0.6)
             t_walk = time.time()
             cmd.send(0.3, seconds=0.3)
             assert moves(fake.requests(since=t_walk), nonzero=True), f"{profile}: not walking before the e-stop"
