@@ -67,6 +67,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from _machine import load_average, pick_dtype, print_machine  # noqa: E402
 from sparsevideonav_ros.policies.base import Observation  # noqa: E402
+from sparsevideonav_ros.policies.runner import PolicyRunner, Step  # noqa: E402
 from sparsevideonav_ros.policies.sparsevideonav import policy as policy_module  # noqa: E402
 from sparsevideonav_ros.policies.sparsevideonav.action_head import (ActionHeadConfig,  # noqa: E402
                                                                     SparseVideoNavActionHead)
@@ -355,20 +356,55 @@ def breakdown_history_frames(plans: int, warmup: bool = True) -> list[int]:
     return [first + FRAMES_PER_CHUNK * i for i in range(plans)]
 
 
+class PlanTimer:
+    """PolicyRunner step hook that times the plan apart: the planned frame is observed, then planned (what
+    ``Policy.step`` does), so a runner step splits into observe (the batch's frames) and plan."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.plan_s = math.nan
+
+    def __call__(self, policy: SparseVideoNavPolicy, observation: Observation):
+        policy.observe(observation)
+        start = self.clock()
+        plan = policy.plan().validate()
+        self.plan_s = self.clock() - start
+        return plan
+
+
+def runner_step(runner: PolicyRunner, stream: FrameStream, count: int) -> Step:
+    """``count`` new frames into the runner, as policy_node feeds it, and the one step it makes of them."""
+    for _ in range(count):
+        observation = stream.next()
+        runner.add_frame(observation.stamp, observation.rgb)
+    (step,) = runner.process()
+    if step.plan is None:
+        raise RuntimeError(step.error)
+    return step
+
+
 def measure_breakdown(models, device: str, dtype: str, clock: Clock, plans: int, warmup: bool,
                       preview_plans: int) -> dict:
-    """Policy steps of 4 frames each (observe x4, plan) from the first plannable frame (12); the first
-    is a warm-up (not counted) unless ``warmup`` is False. The policy's preview is switched on for the
-    last ``preview_plans`` steps only (on a CPU the decode costs more than the rest of the step)."""
+    """Policy steps of 4 frames each through the PolicyRunner (observe x4, plan at the chunk boundary) from
+    the first plannable frame (12); the first is a warm-up (not counted) unless ``warmup`` is False. The
+    policy's preview is switched on for the last ``preview_plans`` steps only (on a CPU the decode costs
+    more than the rest of the step)."""
     policy = make_policy(models, device, dtype, preview=False)
+    timer = PlanTimer(clock)
+    runner = PolicyRunner(SparseVideoNavPolicy, lambda: policy, step=timer, clock=clock)
+    if not runner.load():
+        raise RuntimeError(f"policy did not load: {runner.load_error}")
     stream = FrameStream(seed=1)
-    observe_frames(policy, stream, REFERENCE_FRAMES, clock)  # frames 0..7: not plannable yet
+    runner_step(runner, stream, REFERENCE_FRAMES)  # frames 0..7: warming up, no plan yet
     rows = []
     total = plans + (1 if warmup else 0)
     for index in range(total):
         policy.config.preview = index >= total - preview_plans
-        observe_s = observe_frames(policy, stream, FRAMES_PER_CHUNK, clock)
-        total_s, timings = plan_once(policy, clock)
+        step = runner_step(runner, stream, FRAMES_PER_CHUNK)
+        if step.plan.state != "ok" or not step.new:
+            raise RuntimeError(f"policy did not plan (state {step.plan.state!r}) at {policy.history_length} frames")
+        total_s, timings = timer.plan_s, dict(step.plan.timings_s)
+        observe_s = step.compute_s - total_s
         row = {"observe": observe_s, "preview_decode_s": float("nan"), **timings, "plan_s": total_s,
                "history_frames": policy.history_length - REFERENCE_FRAMES}
         row["step_no_preview_s"] = observe_s + total_s - timings.get("preview_decode_s", 0.0)
@@ -417,7 +453,9 @@ def print_breakdown(result: dict, flops: Optional[dict], unit=(1e9, "GFLOP")) ->
 
 def measure_history(models, device: str, dtype: str, clock: Clock, history_frames, repeats: int) -> list[dict]:
     """One episode grown to every history length; at each, the last 4 frames' observe and ``repeats``
-    plans (the policy replans every call at a multiple of 4 frames). No preview."""
+    plans (the policy replans every call at a multiple of 4 frames). No preview. This one calls the policy
+    itself, not the PolicyRunner: it re-plans one history state ``repeats`` times to measure the model's
+    cost at that length, which a runner (one plan per chunk boundary) never does."""
     policy = make_policy(models, device, dtype, preview=False)
     stream = FrameStream(seed=2)
     rows = []
