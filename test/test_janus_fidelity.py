@@ -8,43 +8,13 @@ from PIL import Image
 
 from sparsevideonav_ros.configs import ConfigError
 from sparsevideonav_ros.policies import registry
-from sparsevideonav_ros.policies.base import Observation
 from sparsevideonav_ros.policies.janusvln import models
 from sparsevideonav_ros.policies.janusvln.actions import ACTIONS, parse_action, parse_exact
 from sparsevideonav_ros.policies.janusvln.configuration_janusvln import JanusVLNConfig, resolve_dtype
-from sparsevideonav_ros.policies.janusvln.policy import JanusVLNPolicy
 from sparsevideonav_ros.policies.janusvln.spatial import SpatialMemory
 from sparsevideonav_ros.policies.janusvln.vision_inputs import resize_frame
 
-INSTRUCTION = "walk forward and stop by the wooden door"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return models.load_janusvln(models.tiny_checkpoint_dir())
-
-
-def make(tiny, **values):
-    policy = JanusVLNPolicy(JanusVLNConfig(**values), model=tiny)
-    policy.set_instruction(INSTRUCTION)
-    return policy
-
-
-def frames(count, seed=0, shape=(120, 160, 3)):
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 255, shape, dtype=np.uint8) for _ in range(count)]
-
-
-def run(policy, images, start=0):
-    return [policy.step(Observation(stamp=i * 0.25, rgb=rgb)) for i, rgb in enumerate(images, start)]
+from janus_helpers import INSTRUCTION, frames, make, one_thread, run, tiny  # noqa: F401 - fixtures by name
 
 
 def answer_with(policy, text):

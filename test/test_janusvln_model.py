@@ -16,15 +16,7 @@ from sparsevideonav_ros.policies.janusvln.semantic import (SemanticMemory, empty
                                                            text_positions, window_attention_mask)
 from sparsevideonav_ros.policies.janusvln.vision_inputs import ImageProcessing, qwen_patches, resized_shape
 
-INSTRUCTION = "walk forward and stop by the wooden door"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from janus_helpers import INSTRUCTION, one_thread  # noqa: F401 - fixture by name
 
 
 @pytest.fixture(scope="module")
