@@ -5,13 +5,16 @@
 1. ``opencv`` estimator on 9 rendered 256x256 frames (the current frame + the 8 imagined instants;
    the test renderer's room, straight walk, Osmo mount preset) + ground-plane projection + plan.
 2. ``da3`` with the tiny random DA3 (wiring-size network, random weights) at process_res 56 and 140.
-3. FLOPs of one DA3 forward of 9 views at its processing resolution (504x504 for square frames) for
+4. FLOPs of one DA3 forward of 9 views at its processing resolution (504x504 for square frames) for
    DA3-Small and DA3-Base, counted by torch.utils.flop_counter.FlopCounterMode running the real
    network on real CPU tensors with random weights (opt-in ``--flops``: DA3's RoPE reads
    positions.max(), so the meta device cannot run it).
-Decoding the imagined latents (VAE) is not measured here: it belongs to the policy's VAE wiring.
-Hook: pass the decoded instants to ``PoseHead.plan`` (see ``ImaginedFrames`` in
-sparsevideonav_ros/policies/sparsevideonav/pose_head.py) and time the decode beside this.
+3. The whole pose head per plan next to the 4-step backbone on the same model set (bench_sparsevideonav's
+   CPU-sized set: 128x128 frames, 16x16 latents, Wan VAE base width 12), interleaved, medians: each decode
+   choice (the full 10-latent decode the preview does; ``decode_instants`` up to T+2 s = the policy's
+   default pose_future_instants 2, up to T+5 s, all 8 instants; half resolution = latents average-pooled
+   2x2 before the decoder) + the opencv estimate and projection on rendered frames of the decoded size.
+   Then FLOPs of the same decode choices and of the 4-step backbone at full size (meta device, no weights).
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--no-decode", action="store_true", help="skip 4. (decode vs backbone, about a minute)")
     parser.add_argument("--flops", action="store_true",
                         help="count DA3-Small/Base FLOPs at full size (real tensors on the CPU: minutes on 2 cores)")
     args = parser.parse_args()
@@ -92,7 +96,10 @@ def main() -> int:
         print(f"   process_res {res:4d}: per plan {total * 1e3:7.1f} ms ({info['parameters'] / 1e6:.1f} M params, "
               f"random weights: cost only)")
 
-    print("\n3. DA3 FLOPs per plan at full size (9 views, FlopCounterMode)")
+    if not args.no_decode:
+        decode_vs_backbone(args.repeats)
+
+    print("\n4. DA3 FLOPs per plan at full size (9 views, FlopCounterMode)")
     if not args.flops:
         print("   skipped (--flops): DA3's RoPE reads positions.max() (data-dependent), so the network cannot")
         print("   run on the meta device; counting needs a real forward (minutes on 2 CPU cores)")
@@ -111,8 +118,110 @@ def main() -> int:
         params = sum(p.numel() for p in net.parameters())
         print(f"   {name:9s} {h}x{w}: {counter.get_total_flops() / 1e12:6.2f} TFLOP per plan, "
               f"{params / 1e6:.1f} M params")
-    print("\n   (decode of the imagined instants: not measured here, see the module docstring)")
     return 0
+
+
+def _decode_choices():
+    """name -> (latents (1, 16, 10, h, w) -> decoded frames, latents decoded, frames kept, scale)."""
+    import torch.nn.functional as F
+
+    from sparsevideonav_ros.policies.sparsevideonav.video_latents import decode_instants, decode_latents
+    return {
+        "full decode, 10 latents -> 37 frames (preview)": (lambda vae, z: decode_latents(vae, z), 10, 37, 1),
+        "decode_instants to T+2 s (default: 4 latents, 3 kept)": (lambda vae, z: decode_instants(vae, z, [1, 2, 3]),
+                                                                  4, 3, 1),
+        "decode_instants to T+5 s (5 latents, 4 kept)": (lambda vae, z: decode_instants(vae, z, [1, 2, 3, 4]), 5, 4, 1),
+        "decode_instants, all 8 instants (10 latents, 9 kept)": (lambda vae, z: decode_instants(vae, z, range(1, 10)),
+                                                                 10, 9, 1),
+        "half resolution to T+2 s (latents pooled 2x2)": (
+            lambda vae, z: decode_instants(vae, F.avg_pool3d(z, (1, 2, 2)), [1, 2, 3]), 4, 3, 2),
+    }
+
+
+def decode_vs_backbone(repeats: int) -> None:
+    import numpy as np
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import bench_sparsevideonav as svn
+    from pose_renderer import TRAJECTORIES, Room, camera_pose, constant_twist, render
+    from sparsevideonav_ros.policies.pose_estimators.base import intrinsics_from_fov
+    from sparsevideonav_ros.policies.pose_estimators.mount import MOUNT_PRESETS
+    from sparsevideonav_ros.policies.pose_estimators.opencv_estimator import OpenCVPoseEstimator
+    from sparsevideonav_ros.policies.sparsevideonav.pose_head import FUTURE_TIMES_S, PoseHead
+    from sparsevideonav_ros.policies.sparsevideonav.sampling import sample_sparse_future
+
+    spec = svn.cpu_spec()
+    print(f"\n3. pose head per plan vs the 4-step backbone, {spec.name} set ({spec.image_size}x{spec.image_size} "
+          f"frames, VAE base width {spec.vae['base_dim']}), float32, median of {repeats}, interleaved")
+    with tempfile.TemporaryDirectory() as tmp:
+        models = svn.build_models(spec, "cpu", torch.float32, Path(tmp))
+    reference, text, tokens = svn.sampler_inputs(models, 8)
+
+    def backbone():
+        return sample_sparse_future(models.transformer, reference, text, tokens, sampler="unipc", steps=4,
+                                    generator=torch.Generator().manual_seed(0))
+
+    latents = backbone()
+    choices = _decode_choices()
+    times = {name: [] for name in ("backbone", *choices)}
+    with torch.no_grad():
+        for _ in range(repeats):
+            for name in times:
+                start = time.perf_counter()
+                backbone() if name == "backbone" else choices[name][0](models.vae, latents)
+                times[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(values) for name, values in times.items()}
+
+    # Estimate + project at the decoded sizes, on rendered frames of a straight walk (Osmo mount, 70 deg FOV):
+    # the cost, and whether the estimator still vouches for frames that small.
+    mount = MOUNT_PRESETS["osmo"]
+    start_pose, vx, vy, wz = TRAJECTORIES["straight"]
+    estimate = {}
+    for scale in (1, 2):
+        size = spec.image_size // scale
+        k = intrinsics_from_fov(size, size, math.radians(70.0))
+        frames = [render(Room(seed=0), k, size, size, *camera_pose(constant_twist(start_pose, vx, vy, wz, t),
+                                                                   mount.height_m, mount.pitch_down_rad,
+                                                                   mount.forward_m)) for t in (0.0, 1.0, 2.0)]
+        head = PoseHead(OpenCVPoseEstimator(mount), mount)
+        result = head.plan(0.0, frames[0], frames[1:], k, FUTURE_TIMES_S[:2])
+        estimate[scale] = (_median_time(lambda: head.plan(0.0, frames[0], frames[1:], k, FUTURE_TIMES_S[:2]), repeats),
+                           int(result.valid.sum()), result.reason)
+    b = med["backbone"]
+    print(f"   4-step backbone (sample_sparse_future)                     {b * 1e3:8.1f} ms   1.00x")
+    for name, (_, latents_decoded, kept, scale) in choices.items():
+        est_s, valid, reason = estimate[scale]
+        total = med[name] + est_s
+        print(f"   {name:58s} {med[name] * 1e3:8.1f} ms  {med[name] / b:5.2f}x | + opencv estimate/project "
+              f"{est_s * 1e3:6.1f} ms = pose head {total * 1e3:8.1f} ms {total / b:5.2f}x of the backbone")
+    for scale, (est_s, valid, reason) in estimate.items():
+        size = spec.image_size // scale
+        print(f"   opencv on rendered {size}x{size} frames (T+1, T+2 s): {valid}/2 instants valid"
+              + (f", stop: {reason}" if reason else ""))
+
+    # FLOPs (meta device): on the CPU the VAE's 3D convolutions run far below the backbone's FLOP rate, so
+    # the time ratio above is much worse than the FLOP ratio; on a GPU time follows FLOPs more closely.
+    for which in (spec, svn.full_size_spec()):
+        transformer, vae, _ = svn.build_modules(which, "meta", torch.float32)
+        meta = dict(device="meta")
+        z = torch.zeros(1, 16, 10, which.grid, which.grid, **meta)
+        text_m = torch.zeros(1, 512, which.text_dim, **meta)
+        hist = torch.zeros(1, transformer.video_former.config.num_latents, transformer.video_former.config.dim,
+                           **meta)
+        t = torch.full((1,), 999.0, **meta)
+
+        def count(fn) -> float:
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                fn()
+            return counter.get_total_flops() / 1e9
+
+        backbone_g = 4 * count(lambda: transformer(z, t, text_m, hist))
+        print(f"\n   FLOPs, {which.name} ({which.image_size}x{which.image_size}, VAE base width "
+              f"{which.vae['base_dim']}, meta device): 4-step backbone {backbone_g:.1f} GFLOP")
+        for name, (fn, *_rest) in choices.items():
+            g = count(lambda fn=fn: fn(vae, z))
+            print(f"   {name:58s} {g:9.1f} GFLOP {g / backbone_g:5.2f}x of the backbone")
 
 
 if __name__ == "__main__":
