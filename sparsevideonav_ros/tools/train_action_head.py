@@ -194,6 +194,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     config = SparseVideoNavConfig(checkpoint=options.checkpoint, wan_diffusers_dir=options.wan_diffusers_dir,
                                   device=options.device, dtype=options.dtype, seed=options.seed,
+                                  # dit: a DiT head is what is trained, so the release's missing head must
+                                  # raise (below: train the paper-size one), never fall back to the pose head
+                                  action_head="dit",
                                   # the head is what is being trained: any head architecture loads here
                                   action_head_dir=str(options.out) if (options.out / "config.json").is_file() else "")
     try:
