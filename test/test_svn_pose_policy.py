@@ -230,3 +230,19 @@ def test_mount_and_estimator_parameters():
                 dict(mount_height_m=0.0), dict(mount_pitch_down_deg=85.0)):
         with pytest.raises(ConfigError):
             SparseVideoNavConfig(**bad)
+
+
+def test_evaluate_runs_the_pose_head_on_a_video_and_reports_why_it_stopped(tmp_path):
+    import json
+
+    from sparsevideonav_ros.tools import evaluate
+    from sparsevideonav_ros.tools.demo import generate_clip
+    video = generate_clip(tmp_path / "walk.mp4", seconds=3.5)
+    out = tmp_path / "report"
+    assert evaluate.main([str(video), "--policy", "sparsevideonav", "-p", "action_head=pose", "--instruction", "go",
+                          "--out", str(out), "--no-video"]) == 0
+    steps = json.loads((out / "steps.json").read_text())
+    planned = [s for s in steps if s["state"] not in ("warming_up",)]
+    assert planned and all(s["state"] == POSE_INVALID_STATE and s["waypoints"] == [] for s in planned)
+    assert all(s["reason"].startswith("T+1 s: ") for s in planned)
+    assert all(s["reason"] == "" for s in steps if s["state"] == "warming_up")

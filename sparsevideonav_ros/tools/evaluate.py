@@ -240,9 +240,10 @@ class Step:
     odom_pose: Optional[np.ndarray]
     overlay_jpeg: bytes = b""
     preview_jpeg: bytes = b""
+    reason: str = ""  # Plan.reason: why a plan stops beyond its state (e.g. the pose head's failed check)
 
     def to_json(self) -> dict:
-        return {"index": self.index, "stamp": self.stamp, "state": self.state,
+        return {"index": self.index, "stamp": self.stamp, "state": self.state, "reason": self.reason,
                 "waypoints": np.round(self.waypoints, 6).tolist(), "compute_ms": round(self.compute_ms, 3),
                 "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}, "error": self.error,
                 "odom_pose": None if self.odom_pose is None else np.round(self.odom_pose, 6).tolist(),
@@ -325,7 +326,8 @@ def step_record(index: int, step: RunnerStep) -> Step:
         except images.ImageEncodingError:
             preview = b""
     return Step(index, plan.stamp, plan.state, np.asarray(plan.waypoints, dtype=float).reshape(-1, 3), compute_ms,
-                {k: v * 1e3 for k, v in plan.timings_s.items()}, "", observation.odom_pose, preview_jpeg=preview)
+                {k: v * 1e3 for k, v in plan.timings_s.items()}, "", observation.odom_pose, preview_jpeg=preview,
+                reason=plan.reason)
 
 
 # -- drawing ----------------------------------------------------------------------------------
