@@ -246,3 +246,34 @@ def test_evaluate_runs_the_pose_head_on_a_video_and_reports_why_it_stopped(tmp_p
     assert planned and all(s["state"] == POSE_INVALID_STATE and s["waypoints"] == [] for s in planned)
     assert all(s["reason"].startswith("T+1 s: ") for s in planned)
     assert all(s["reason"] == "" for s in steps if s["state"] == "warming_up")
+
+
+def test_train_action_head_relabels_imagined_futures_through_the_pose_head(tiny_models):
+    """--labels relabel: the labels are the motions the pose head reads from the imagined frames (here a
+    rendered straight walk at 0.3 m/s through the hook), not the recorded odometry (here: standing still)."""
+    from sparsevideonav_ros.tools import train_action_head as tah
+    mount = MOUNT_PRESETS["osmo"]
+    walk, _ = _walk(mount)
+    config = SparseVideoNavConfig(sampler_steps=2, horizontal_fov_deg=FOV_DEG, camera_mount="osmo")
+    policy = SparseVideoNavPolicy(config, models=tiny_models)
+    assert policy.models.head == "dit"  # relabelling trains a DiT head: the pose head only labels
+    episode = tah.Episode(noise(16, shape=(SIZE, SIZE, 3)), [i * 0.25 for i in range(16)], np.zeros((16, 3)),
+                          INSTRUCTION)
+    policy.imagined_frames = lambda latents: (walk[0], walk[1:])
+    samples = tah.build_samples(policy, [episode], labels="relabel")
+    assert len(samples) == 2  # planning at 12 and 16 frames; no odometry needed after them
+    for sample in samples:
+        actions = sample.actions.numpy()
+        assert actions.shape == (8, 3) and sample.future_latents.shape[:2] == (16, 8)
+        np.testing.assert_allclose(actions[:, 0], 0.075, atol=0.0075)  # 0.3 m/s x 0.25 s, within 10 %
+        np.testing.assert_allclose(actions[:, 1:], 0.0, atol=0.01)
+    odometry = tah.build_samples(policy, [tah.Episode(episode.frames * 2, [i * 0.25 for i in range(32)],
+                                                      np.zeros((32, 3)), INSTRUCTION)])
+    assert all(np.allclose(s.actions.numpy(), 0.0) for s in odometry)
+    # The real decode of the tiny model's noise: refused, so no sample, and the reasons are kept.
+    policy.imagined_frames = policy.decode_imagined_instants
+    refused = []
+    assert tah.build_samples(policy, [episode], labels="relabel", refused=refused) == []
+    assert len(refused) == 2 and all(reason.startswith("T+1 s: ") for _, reason in refused)
+    with pytest.raises(ValueError, match="labels"):
+        tah.build_samples(policy, [episode], labels="pose")

@@ -6,8 +6,12 @@ Each bag (recorded with `record:=true`: camera/image_raw/compressed, odom, instr
 episode: frames resampled to 4 FPS, the odometry pose at each frame's stamp. Every 4 frames (the
 policy's planning grid) the frozen video model imagines the sparse future exactly as the policy does
 at run time (`SparseVideoNavPolicy.imagine`), and the label is what the robot then did: the 8
-relative motions (dx, dy, dtheta) between the next 8 frames (2 s), from odometry. (The paper instead
-relabels generated frames with Depth Anything 3 poses; odometry is what a robot log has.) A fresh
+relative motions (dx, dy, dtheta) between the next 8 frames (2 s), from odometry (``--labels odometry``,
+the default). ``--labels relabel`` labels each sample as the paper does (its stage-4 relabelling): the
+camera poses of the imagined frames themselves, through the same pose head the policy runs
+(``--pose-estimator opencv | da3``, ``--camera-mount``, ``--horizontal-fov-deg``): decoded T, T+1 s and
+T+2 s, projected onto the ground, resampled every 0.25 s, the 8 motions between those waypoints. A
+sample whose estimate is refused is left out (the count and the reasons are printed). A fresh
 action head, normalised by the labels' statistics, is trained with the DDIM denoising loss (AdamW,
 cosine schedule) and saved with save_pretrained; point `sparsevideonav.action_head_dir` at it.
 """
@@ -89,13 +93,36 @@ def action_labels(poses: np.ndarray, index: int) -> np.ndarray:
     return np.stack([se2.relative(poses[index + k], poses[index + k + 1]) for k in range(ACTIONS)])
 
 
-def build_samples(policy, episodes: Iterable[Episode]) -> list[Sample]:
+LABELS = ("odometry", "relabel")
+
+
+def relabelled_actions(policy, latents: torch.Tensor, stamp: float, pose_head) -> tuple[Optional[np.ndarray], str]:
+    """(8, 3) motions (dx m, dy m, dtheta rad per 0.25 s) from the camera poses of the imagined frames, or
+    (None, reason) when the pose head refuses them. latents: (1, 16, 10, h, w) from policy.imagine()."""
+    plan = policy.pose_plan(stamp, latents, pose_head=pose_head)
+    if plan.state != "ok":
+        return None, plan.reason
+    if len(plan.waypoints) < ACTIONS:
+        return None, f"only {len(plan.waypoints)} waypoints of 0.25 s, {ACTIONS} needed"
+    waypoints = np.vstack([np.zeros(3), plan.waypoints[:ACTIONS]])
+    return np.stack([se2.relative(waypoints[k], waypoints[k + 1]) for k in range(ACTIONS)]), ""
+
+
+def build_samples(policy, episodes: Iterable[Episode], labels: str = "odometry",
+                  refused: Optional[list] = None) -> list[Sample]:
     """Run the frozen video model over each episode as the policy does, one sample per planning frame.
 
     Frames go through the PolicyRunner like policy_node's (instruction, reset per episode, the policy's
     planning frames, plans_at); at each planning frame with 8 frames of labels after it, the policy
     imagines the sparse future (SparseVideoNavPolicy.imagine) instead of running its action head.
+    labels: odometry (what the robot did next) or relabel (relabelled_actions: the poses of the imagined
+    frames through the policy's pose head, built from its config). refused: gets (stamp, reason) of each
+    sample the pose head refused (relabel only).
     """
+    if labels not in LABELS:
+        raise ValueError(f"labels must be one of {LABELS}, got {labels!r}")
+    pose_head = policy.build_pose_head() if labels == "relabel" else None
+    refused = [] if refused is None else refused
     samples: list[Sample] = []
     index_of: dict[float, int] = {}
     current: list[Episode] = []
@@ -103,12 +130,20 @@ def build_samples(policy, episodes: Iterable[Episode]) -> list[Sample]:
     def imagine_at_planning_frames(policy, observation: Observation) -> Plan:
         policy.observe(observation)
         seen, index = policy.history_length, index_of[observation.stamp]
+        # relabel needs no odometry after the frame: the labels come from the imagined frames
         if (seen >= policy.config.min_frames and policy.plans_at(seen)
-                and index + ACTIONS < len(current[0].frames)):
+                and (pose_head is not None or index + ACTIONS < len(current[0].frames))):
             text_embeds, text_mask = (t[0].cpu() for t in policy.instruction_embedding)
-            future = policy.imagine()[0, :, -ACTIONS:].float().cpu()
-            labels = torch.from_numpy(action_labels(current[0].poses, index)).float()
-            samples.append(Sample(future, labels, text_embeds, text_mask))
+            latents = policy.imagine()
+            future = latents[0, :, -ACTIONS:].float().cpu()
+            if pose_head is None:
+                actions = action_labels(current[0].poses, index)
+            else:
+                actions, reason = relabelled_actions(policy, latents, observation.stamp, pose_head)
+                if actions is None:
+                    refused.append((observation.stamp, reason))
+                    return Plan.stand_still(observation.stamp, "warming_up")
+            samples.append(Sample(future, torch.from_numpy(actions).float(), text_embeds, text_mask))
         return Plan.stand_still(observation.stamp, "warming_up")  # nothing to drive: a training pass
 
     def fail(message: str) -> None:  # a refused instruction or a failed step ends the training run
@@ -186,6 +221,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--labels", default="odometry", choices=LABELS,
+                        help="odometry = what the robot did next; relabel = camera poses of the imagined frames "
+                             "through the pose head (the paper's relabelling)")
+    parser.add_argument("--pose-estimator", default="opencv", help="relabel: opencv | da3")
+    parser.add_argument("--da3-dir", default="", help="relabel with da3: local Depth Anything 3 folder")
+    parser.add_argument("--camera-mount", default="osmo", help="relabel: osmo | d455 (mount presets)")
+    parser.add_argument("--horizontal-fov-deg", type=float, default=90.0,
+                        help="relabel: horizontal field of view of the recorded camera (deg)")
     options = parser.parse_args(argv)
 
     from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import SparseVideoNavConfig
@@ -196,7 +239,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                                   device=options.device, dtype=options.dtype, seed=options.seed,
                                   # dit: a DiT head is what is trained, so the release's missing head must
                                   # raise (below: train the paper-size one), never fall back to the pose head
-                                  action_head="dit",
+                                  action_head="dit", pose_estimator=options.pose_estimator,
+                                  da3_dir=options.da3_dir, camera_mount=options.camera_mount,
+                                  horizontal_fov_deg=options.horizontal_fov_deg,
                                   # the head is what is being trained: any head architecture loads here
                                   action_head_dir=str(options.out) if (options.out / "config.json").is_file() else "")
     try:
@@ -210,13 +255,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     episodes = [read_bag_episode(path, options.instruction) for path in options.bags]
     for episode in episodes:
         print(f"{episode.source}: {len(episode.frames)} frames at 4 FPS, instruction {episode.instruction!r}")
-    samples = build_samples(policy, episodes)
-    print(f"{len(samples)} samples")
+    refused: list = []
+    samples = build_samples(policy, episodes, labels=options.labels, refused=refused)
+    print(f"{len(samples)} samples ({options.labels} labels)")
+    if refused:
+        print(f"{len(refused)} samples left out, the pose head refused their imagined frames, e.g. {refused[0][1]}")
     head = fresh_head_like(models.action_head, samples)
     losses = train(head, samples, epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
                    seed=options.seed, device=options.device)
     head.save_pretrained(options.out)
-    report = {"bags": [str(p) for p in options.bags], "samples": len(samples), "losses": losses,
+    report = {"bags": [str(p) for p in options.bags], "samples": len(samples), "labels": options.labels,
+              "refused": len(refused), "losses": losses,
               "action_mean": list(head.head_config.action_mean), "action_std": list(head.head_config.action_std)}
     (options.out / "training_report.json").write_text(json.dumps(report, indent=2))
     print(f"action head saved to {options.out.resolve()} (set sparsevideonav.action_head_dir to it)")

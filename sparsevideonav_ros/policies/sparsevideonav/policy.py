@@ -58,10 +58,15 @@ class SparseVideoNavPolicy(Policy):
         # The decode step of the pose head; tests swap it for rendered frames (pose_head.ImaginedFrames).
         self.imagined_frames: ImaginedFrames = self.decode_imagined_instants
         if self.models.head == "pose":
-            mount = camera_mount(config)
-            self.pose_head = PoseHead(make_estimator(config.pose_estimator, mount, **_estimator_options(config)),
-                                      mount, PoseHeadConfig(min_valid_frames=min(2, config.pose_future_instants)))
+            self.pose_head = self.build_pose_head()
         self.reset()
+
+    def build_pose_head(self) -> PoseHead:
+        """The pose head of this config (estimator, mount); also used to relabel imagined futures for training."""
+        config = self.config
+        mount = camera_mount(config)
+        return PoseHead(make_estimator(config.pose_estimator, mount, **_estimator_options(config)), mount,
+                        PoseHeadConfig(min_valid_frames=min(2, config.pose_future_instants)))
 
     # -- episode state --------------------------------------------------------------------------
     def reset(self) -> None:
@@ -204,7 +209,15 @@ class SparseVideoNavPolicy(Policy):
         size = self.models.image_size
         return model if frame_size == size else crop_resize_intrinsics(model, size, size, frame_size)
 
-    def _pose_plan(self, stamp: float, latents: torch.Tensor, timings: dict[str, float]) -> Plan:
+    def pose_plan(self, stamp: float, latents: torch.Tensor, timings: Optional[dict[str, float]] = None,
+                  pose_head: Optional[PoseHead] = None) -> Plan:
+        """Imagined latents (1, 16, 10, h, w) -> a plan through the pose head (``pose_head`` or the policy's own):
+        'ok' with waypoints every 0.25 s up to the last pose instant, or a 'pose_invalid' stop with its reason.
+        Needs an observation (the intrinsics come from its image size)."""
+        pose_head = pose_head or self.pose_head
+        if pose_head is None:
+            raise PolicyError("pose_plan() without a pose head (action_head is dit): pass one (build_pose_head())")
+        timings = {} if timings is None else timings
         clock = time.perf_counter
         start = clock()
         current, futures = self.imagined_frames(latents)
@@ -213,7 +226,7 @@ class SparseVideoNavPolicy(Policy):
         if len(futures) != len(times):
             raise PolicyError(f"the imagined-frames hook returned {len(futures)} future frames, the pose head "
                               f"uses {len(times)} ({times} s)")
-        result = self.pose_head.plan(stamp, current, futures, self.pose_intrinsics(current.shape[1]), times)
+        result = pose_head.plan(stamp, current, futures, self.pose_intrinsics(current.shape[1]), times)
         timings.update({f"pose_{name}": seconds for name, seconds in result.timings_s.items()})
         plan = result.plan
         plan.timings_s = timings
@@ -226,7 +239,7 @@ class SparseVideoNavPolicy(Policy):
         text_embeds, text_mask = self._text
         latents = self.imagine(timings)
         if self.pose_head is not None:
-            plan = self._pose_plan(stamp, latents, timings)
+            plan = self.pose_plan(stamp, latents, timings)
             if self.config.preview:
                 start = clock()
                 with torch.no_grad():
