@@ -47,7 +47,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--no-decode", action="store_true", help="skip 4. (decode vs backbone, about a minute)")
+    parser.add_argument("--no-decode", action="store_true", help="skip 3. (decode vs backbone, about a minute)")
+    parser.add_argument("--dtype", default="auto", choices=("float32", "bfloat16", "auto"),
+                        help="3.: dtype of the backbone and the VAE (auto: bfloat16 where the CPU has native bf16, "
+                             "as bench_sparsevideonav picks; default %(default)s)")
     parser.add_argument("--flops", action="store_true",
                         help="count DA3-Small/Base FLOPs at full size (real tensors on the CPU: minutes on 2 cores)")
     args = parser.parse_args()
@@ -97,7 +100,9 @@ def main() -> int:
               f"random weights: cost only)")
 
     if not args.no_decode:
-        decode_vs_backbone(args.repeats)
+        from _machine import pick_dtype
+        dtype, reason = pick_dtype(args.dtype, "cpu")
+        decode_vs_backbone(args.repeats, dtype, reason)
 
     print("\n4. DA3 FLOPs per plan at full size (9 views, FlopCounterMode)")
     if not args.flops:
@@ -138,7 +143,7 @@ def _decode_choices():
     }
 
 
-def decode_vs_backbone(repeats: int) -> None:
+def decode_vs_backbone(repeats: int, dtype_name: str = "float32", dtype_reason: str = "") -> None:
     import numpy as np
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -153,9 +158,10 @@ def decode_vs_backbone(repeats: int) -> None:
 
     spec = svn.cpu_spec()
     print(f"\n3. pose head per plan vs the 4-step backbone, {spec.name} set ({spec.image_size}x{spec.image_size} "
-          f"frames, VAE base width {spec.vae['base_dim']}), float32, median of {repeats}, interleaved")
+          f"frames, VAE base width {spec.vae['base_dim']}), {dtype_name} ({dtype_reason or 'as asked'}), median of "
+          f"{repeats}, interleaved")
     with tempfile.TemporaryDirectory() as tmp:
-        models = svn.build_models(spec, "cpu", torch.float32, Path(tmp))
+        models = svn.build_models(spec, "cpu", svn.DTYPES[dtype_name], Path(tmp))
     reference, text, tokens = svn.sampler_inputs(models, 8)
 
     def backbone():
@@ -200,8 +206,11 @@ def decode_vs_backbone(repeats: int) -> None:
         print(f"   opencv on rendered {size}x{size} frames (T+1, T+2 s): {valid}/2 instants valid"
               + (f", stop: {reason}" if reason else ""))
 
+    default = "decode_instants to T+2 s (default: 4 latents, 3 kept)"
+    default_s = med[default] + estimate[1][0]
     # FLOPs (meta device): on the CPU the VAE's 3D convolutions run far below the backbone's FLOP rate, so
     # the time ratio above is much worse than the FLOP ratio; on a GPU time follows FLOPs more closely.
+    ratios = {}
     for which in (spec, svn.full_size_spec()):
         transformer, vae, _ = svn.build_modules(which, "meta", torch.float32)
         meta = dict(device="meta")
@@ -222,6 +231,11 @@ def decode_vs_backbone(repeats: int) -> None:
         for name, (fn, *_rest) in choices.items():
             g = count(lambda fn=fn: fn(vae, z))
             print(f"   {name:58s} {g:9.1f} GFLOP {g / backbone_g:5.2f}x of the backbone")
+            ratios[which.name, name] = g / backbone_g
+    print(f"   pose head per plan (default: decode to T+2 s + opencv): {default_s * 1e3:.0f} ms = {default_s / b:.2f}x "
+          f"the 4-step backbone ({b * 1e3:.0f} ms) on the {spec.name} set; decode FLOPs "
+          f"{ratios[spec.name, default]:.2f}x the backbone's there, {ratios[svn.full_size_spec().name, default]:.2f}x "
+          f"at full size")
 
 
 if __name__ == "__main__":
