@@ -13,7 +13,9 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -168,3 +170,51 @@ def test_frames_before_odometry_give_waiting_odometry_not_an_error(tmp_path, mon
     finally:
         runner.stop()
     assert "[ERROR]" not in logs(tmp_path), logs(tmp_path)
+
+
+BUSY_WORKER_NODE = r'''
+import sys, threading, torch
+from sparsevideonav_ros.nodes import common
+
+class BusyNode(common.StackNode):
+    """Stands for policy_node shutting down while its worker is inside a long torch step."""
+    def __init__(self):
+        super().__init__("busy_worker_node")
+        self.started = threading.Event()
+        self.worker = threading.Thread(target=self.work, name="policy-worker", daemon=True)
+        self.worker.start()
+        self.started.wait()
+        print("worker busy", flush=True)
+
+    def work(self):
+        a = torch.randn(512, 512)
+        self.started.set()
+        while True:  # never returns, like a 60 s step on a CPU
+            a = torch.tanh(a @ a)
+
+    def busy_threads(self):
+        return [self.worker.name] if self.worker.is_alive() else []
+
+sys.exit(common.run_node(BusyNode, sys.argv))
+'''
+
+
+def test_a_node_whose_worker_is_in_a_long_step_exits_0_on_sigint(tmp_path):
+    """run_node leaves without finalizing the interpreter when a worker thread is still busy (a torch step
+    at finalization can abort the process with -6), after the node's shutdown work is done."""
+    script = tmp_path / "busy_node.py"
+    script.write_text(BUSY_WORKER_NODE)
+    env = stack.loopback_environment(int(os.environ["ROS_DOMAIN_ID"]))
+    env["PYTHONPATH"] = str(Path(stack.__file__).resolve().parent.parent)
+    process = subprocess.Popen([sys.executable, str(script), "--ros-args", "-r", "__node:=busy_worker_node"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        lines = iter(process.stdout.readline, "")
+        assert any(line.strip() == "worker busy" for line in lines)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import signal
 import sys
 import threading
@@ -155,6 +156,11 @@ class StackNode(Node):
     def on_shutdown(self) -> None:
         pass
 
+    def busy_threads(self) -> list[str]:
+        """Names of the node's worker threads still running after on_shutdown (run_node then exits the
+        process without finalizing the interpreter, which a thread in native code would abort)."""
+        return []
+
     def check_health(self) -> None:
         """Called by run_node between spins; raise ConfigError to end the node with exit 2 (one FATAL
         line), e.g. for a start-up step a worker thread finished after the constructor (weights)."""
@@ -214,4 +220,11 @@ def run_node(factory: Callable[[], StackNode], args: Optional[list[str]] = None)
         # Ctrl-C then killed it with -2 after the robot had stopped. Nothing is left to stop now, so
         # further SIGINTs are ignored; SIGTERM still ends a finalization that hangs.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if node is not None and node.busy_threads():
+        # A worker still inside a native call (a policy step in torch) when the interpreter finalizes
+        # aborts the process ("terminate called without an active exception", exit -6). Everything the
+        # node owes the graph is done by now (final stop, node destroyed, rclpy shut down): leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code

@@ -227,7 +227,10 @@ class PolicyNode(common.StackNode):
 
     def on_shutdown(self) -> None:
         self.stop_worker.set()
-        self.worker.join(timeout=2.0)  # a load still running is left to the daemon thread
+        self.worker.join(timeout=2.0)  # a load or a long step still running is left to the daemon thread
+
+    def busy_threads(self) -> list[str]:
+        return [self.worker.name] if self.worker.is_alive() else []
 
 
 def main(args=None) -> int:
