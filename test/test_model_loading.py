@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from svn_helpers import write_release_layout
 from sparsevideonav_ros.policies.base import Observation
 from sparsevideonav_ros.policies.sparsevideonav import checkpoints, models
 from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import SparseVideoNavConfig
 from sparsevideonav_ros.policies.sparsevideonav.policy import SparseVideoNavPolicy
-from sparsevideonav_ros.policies.sparsevideonav.video_latents import save_vae_original_format
 
 INSTRUCTION = "walk forward and stop by the wooden door"
 HEAD_WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -103,16 +103,8 @@ def test_our_layout_with_action_head_dir_replaces_its_head(tiny_models, other_he
 @pytest.fixture(scope="module")
 def release(tiny_models, tmp_path_factory):
     """The tiny set in the authors' release layout (+ a diffusers-format Wan folder for umT5 and the VAE config)."""
-    root = tmp_path_factory.mktemp("release")
-    ours = tiny_models.save_pretrained(root / "ours")
-    checkpoints.export_release_transformer(tiny_models.transformer, root / "release" / "svn_ckpt")
-    save_vae_original_format(tiny_models.vae, root / "release" / "Wan2.1_VAE.pth")
-    wan = root / "wan"
-    shutil.copytree(ours / "text_encoder", wan / "text_encoder")
-    shutil.copytree(ours / "tokenizer", wan / "tokenizer")
-    (wan / "vae").mkdir()
-    shutil.copy(ours / "vae" / "config.json", wan / "vae" / "config.json")
-    return root / "release", wan
+    release, wan, _ = write_release_layout(tiny_models, tmp_path_factory.mktemp("release"))
+    return release, wan
 
 
 def test_release_layout_takes_the_head_from_action_head_dir(tiny_models, other_head, release):

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from sparsevideonav_ros.configs import ConfigError
+from svn_helpers import write_release_layout
 from sparsevideonav_ros.policies import registry
 from sparsevideonav_ros.policies.base import Observation, PolicyError
 from sparsevideonav_ros.policies.sparsevideonav import checkpoints, models
 from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import SparseVideoNavConfig
 from sparsevideonav_ros.policies.sparsevideonav.policy import SparseVideoNavPolicy
-from sparsevideonav_ros.policies.sparsevideonav.video_latents import save_vae_original_format
 
 INSTRUCTION = "walk forward and stop by the wooden door"
 # A plan differs from another when some waypoint coordinate differs by more than this (m or rad): 10x the
@@ -188,16 +188,7 @@ def test_our_layout_round_trips(tiny_models, tmp_path):
 
 
 def test_release_layout_loads_through_the_original_files(tiny_models, tmp_path):
-    ours = tiny_models.save_pretrained(tmp_path / "ours")
-    release = tmp_path / "release"
-    checkpoints.export_release_transformer(tiny_models.transformer, release / "svn_ckpt")
-    save_vae_original_format(tiny_models.vae, release / "Wan2.1_VAE.pth")
-    wan = tmp_path / "wan_diffusers"
-    (wan).mkdir()
-    shutil.copytree(ours / "text_encoder", wan / "text_encoder")
-    shutil.copytree(ours / "tokenizer", wan / "tokenizer")
-    (wan / "vae").mkdir()  # the VAE config only: weights come from Wan2.1_VAE.pth
-    shutil.copy(ours / "vae" / "config.json", wan / "vae" / "config.json")
+    release, wan, ours = write_release_layout(tiny_models, tmp_path)
     config = dict(checkpoint=str(release), wan_diffusers_dir=str(wan), action_head_dir=str(ours / "action_head"))
     with pytest.raises(Exception, match="action head"):  # dit asks for a trained head; the release has none
         models.load_models(SparseVideoNavConfig(checkpoint=str(release), wan_diffusers_dir=str(wan), action_head="dit"))

@@ -8,13 +8,13 @@
   release layout has none), and the start-up line says which and why.
 """
 import math
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from pose_renderer import TRAJECTORIES, Room, camera_pose, constant_twist, render
+from svn_helpers import write_release_layout
 from sparsevideonav_ros.configs import ConfigError
 from sparsevideonav_ros.core import se2
 from sparsevideonav_ros.policies import pose_estimators
@@ -27,8 +27,7 @@ from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav imp
                                                                                      SparseVideoNavConfig)
 from sparsevideonav_ros.policies.sparsevideonav.policy import SparseVideoNavPolicy
 from sparsevideonav_ros.policies.sparsevideonav.pose_head import POSE_INVALID_STATE
-from sparsevideonav_ros.policies.sparsevideonav.video_latents import (decode_instants, decode_latents,
-                                                                       save_vae_original_format)
+from sparsevideonav_ros.policies.sparsevideonav.video_latents import (decode_instants, decode_latents)
 
 INSTRUCTION = "walk forward and stop by the wooden door"
 SIZE = 256  # rendered frames: the size the renderer accuracy test measures at
@@ -150,16 +149,8 @@ def test_a_hook_with_the_wrong_number_of_instants_is_an_error(pose_models):
 @pytest.fixture(scope="module")
 def release(tiny_models, tmp_path_factory):
     """The tiny set in the authors' release layout, no action head (+ a Wan folder for umT5 and the VAE config)."""
-    root = tmp_path_factory.mktemp("release")
-    ours = tiny_models.save_pretrained(root / "ours")
-    checkpoints.export_release_transformer(tiny_models.transformer, root / "release" / "svn_ckpt")
-    save_vae_original_format(tiny_models.vae, root / "release" / "Wan2.1_VAE.pth")
-    wan = root / "wan"
-    shutil.copytree(ours / "text_encoder", wan / "text_encoder")
-    shutil.copytree(ours / "tokenizer", wan / "tokenizer")
-    (wan / "vae").mkdir()
-    shutil.copy(ours / "vae" / "config.json", wan / "vae" / "config.json")
-    return dict(checkpoint=str(root / "release"), wan_diffusers_dir=str(wan)), ours / "action_head"
+    release, wan, ours = write_release_layout(tiny_models, tmp_path_factory.mktemp("release"))
+    return dict(checkpoint=str(release), wan_diffusers_dir=str(wan)), ours / "action_head"
 
 
 def _loaded_line(config: SparseVideoNavConfig) -> tuple[SparseVideoNavPolicy, str]:
