@@ -56,7 +56,6 @@ def main() -> int:
     args = parser.parse_args()
     print_machine("cpu", "float32", "estimators run in float32 on the CPU")
 
-    import numpy as np
     import torch
 
     from pose_renderer import TRAJECTORIES, Room, camera_pose, constant_twist, render
@@ -144,7 +143,6 @@ def _decode_choices():
 
 
 def decode_vs_backbone(repeats: int, dtype_name: str = "float32", dtype_reason: str = "") -> None:
-    import numpy as np
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -123,7 +123,6 @@ def render(room: Room, intrinsics: np.ndarray, width: int, height: int, position
     d = rays @ rotation.T
     c = np.asarray(position, float)
     n = len(d)
-    hit_t = np.full(n, np.inf)
     colour = np.tile(SKY_RGB.astype(np.float32), (n, 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         t_ground = np.where(d[:, 2] < 0, -c[2] / d[:, 2], np.inf)

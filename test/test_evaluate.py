@@ -18,7 +18,7 @@ import pytest
 from sparsevideonav_ros import bags, stack
 from sparsevideonav_ros.policies import registry
 from sparsevideonav_ros.policies.base import Plan
-from sparsevideonav_ros.policies.scripted.policy import ScriptedConfig, ScriptedPolicy
+from sparsevideonav_ros.policies.scripted.policy import ScriptedPolicy
 from sparsevideonav_ros.tools import evaluate
 
 REPO = Path(__file__).resolve().parent.parent

@@ -25,7 +25,7 @@ from graph_helpers import logs, wait_until, write_params
 from sparsevideonav_ros import bags, launch_plan, stack
 from sparsevideonav_ros.core import se2
 from sparsevideonav_ros.core.pose_history import PoseHistory
-from sparsevideonav_ros.nodes import common, convert
+from sparsevideonav_ros.nodes import common
 from sparsevideonav_ros.tools import evaluate
 from sparsevideonav_ros.tools.launch import GraphRunner
 from sparsevideonav_ros.tools.monitor import GraphMonitor, spin_for

@@ -6,8 +6,6 @@ a camera. Frames carry their number as a bit pattern so tests can tell which fra
 """
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
