@@ -42,3 +42,12 @@ def frames(count: int, seed: int = 0, shape=(120, 160, 3)) -> list:
 def run(policy, images, start: int = 0) -> list:
     """Step ``policy`` over ``images`` at 4 FPS (stamps start * 0.25 s on)."""
     return [policy.step(Observation(stamp=i * 0.25, rgb=rgb)) for i, rgb in enumerate(images, start)]
+
+
+def count_vit_images(policy):
+    """(counts, hook): ``counts`` gets the number of images the ViT encodes at each call; remove the hook after."""
+    counts = []
+    visual = policy.model.model.qwen.model.visual
+    hook = visual.register_forward_hook(lambda module, args, kwargs, out: counts.append(len(kwargs["grid_thw"])),
+                                        with_kwargs=True)
+    return counts, hook

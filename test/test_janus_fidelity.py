@@ -14,7 +14,8 @@ from sparsevideonav_ros.policies.janusvln.configuration_janusvln import JanusVLN
 from sparsevideonav_ros.policies.janusvln.spatial import SpatialMemory
 from sparsevideonav_ros.policies.janusvln.vision_inputs import resize_frame
 
-from janus_helpers import INSTRUCTION, frames, make, one_thread, run, tiny  # noqa: F401 - fixtures by name
+from janus_helpers import (INSTRUCTION, count_vit_images, frames, make, one_thread,  # noqa: F401 - fixtures
+                           run, tiny)
 
 
 def answer_with(policy, text):
@@ -120,17 +121,9 @@ def test_policy_parses_exactly_by_default_and_leniently_as_an_option(tiny):
 
 # -- memories -------------------------------------------------------------------------------------
 
-def vit_image_counts(policy):
-    counts = []
-    visual = policy.model.model.qwen.model.visual
-    hook = visual.register_forward_hook(lambda module, args, kwargs, out: counts.append(len(kwargs["grid_thw"])),
-                                        with_kwargs=True)
-    return counts, hook
-
-
 def test_default_re_encodes_up_to_9_frames_with_the_current_spatial_tokens_on_each(tiny):
     policy = keep_walking(make(tiny, plan_every_frames=1))
-    counts, hook = vit_image_counts(policy)
+    counts, hook = count_vit_images(policy)
     fused = []
     fuse = policy.model.model.fuse
     policy.model.model.fuse = lambda visual, spatial: fused.append((visual.shape[0], spatial)) or fuse(visual, spatial)
@@ -155,7 +148,7 @@ def test_default_re_encodes_up_to_9_frames_with_the_current_spatial_tokens_on_ea
 
 def test_semantic_memory_true_still_encodes_each_frame_once(tiny):
     policy = keep_walking(make(tiny, plan_every_frames=1, semantic_memory=True))
-    counts, hook = vit_image_counts(policy)
+    counts, hook = count_vit_images(policy)
     try:
         plans = run(policy, frames(11))
     finally:

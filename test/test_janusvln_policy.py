@@ -17,7 +17,8 @@ from sparsevideonav_ros.policies.janusvln.actions import action_waypoints, parse
 from sparsevideonav_ros.policies.janusvln.configuration_janusvln import JanusVLNConfig
 from sparsevideonav_ros.policies.janusvln.policy import JanusVLNPolicy, released_history
 
-from janus_helpers import INSTRUCTION, frames, make, one_thread, run, tiny  # noqa: F401 - fixtures by name
+from janus_helpers import (INSTRUCTION, count_vit_images, frames, make, one_thread,  # noqa: F401 - fixtures
+                           run, tiny)
 
 
 def scripted(policy, answers):
@@ -157,14 +158,6 @@ def test_one_action_every_plan_every_frames(tiny):
     assert plans[1] is plans[0] and plans[3] is plans[2]  # frames between action steps keep the last plan
 
 
-def count_images(policy):
-    counts = []
-    visual = policy.model.model.qwen.model.visual
-    hook = visual.register_forward_hook(lambda module, args, kwargs, out: counts.append(len(kwargs["grid_thw"])),
-                                        with_kwargs=True)
-    return counts, hook
-
-
 def test_semantic_memory_encodes_each_frame_once_and_off_reproduces_the_release(tiny):
     assert released_history(5, 8) == [0, 1, 2, 3, 4]
     assert released_history(9, 8) == list(range(9))
@@ -172,7 +165,7 @@ def test_semantic_memory_encodes_each_frame_once_and_off_reproduces_the_release(
 
     cached = make(tiny, plan_every_frames=1, semantic_memory=True)
     cached_logits = first_logits(cached)
-    counts, hook = count_images(cached)
+    counts, hook = count_vit_images(cached)
     try:
         run(cached, frames(12))
     finally:
@@ -181,7 +174,7 @@ def test_semantic_memory_encodes_each_frame_once_and_off_reproduces_the_release(
 
     released = make(tiny, plan_every_frames=1, semantic_memory=False)
     released_logits = first_logits(released)
-    counts, hook = count_images(released)
+    counts, hook = count_vit_images(released)
     try:
         plans = run(released, frames(12))
     finally:
