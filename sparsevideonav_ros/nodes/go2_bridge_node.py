@@ -265,8 +265,9 @@ class Go2BridgeNode(common.StackNode):
                 send_motion = command.state == "moving"
             if previous_problem and not problem:
                 self.get_logger().info("robot link is back")
+                self.errors.clear_cause("robot_link")
             if problem and problem.split(":")[0] != previous_problem.split(":")[0]:
-                self.errors.report(problem, now)  # once per kind of problem, not once per tick
+                self.errors.report(problem, now, cause="robot_link")  # once per kind of problem, not per tick
             self.robot_problem = problem
             if send_motion:
                 expiry = self.watchdog.command_expiry()
@@ -292,8 +293,12 @@ class Go2BridgeNode(common.StackNode):
         self.last_auto_balance = now
         self.get_logger().warn(f"{blocker.reason.split(';')[0]}: calling BalanceStand (go2_auto_balance_stand)")
         future = self.backend.run_action("balance_stand", common.now_seconds(self))
-        future.add_done_callback(lambda done: done.exception() and self.errors.report(
-            f"go2_auto_balance_stand: {done.exception()}", time.monotonic()))
+
+        def report_failure(done) -> None:
+            if done.exception() is not None:
+                self.errors.report(f"go2_auto_balance_stand: {done.exception()}", time.monotonic())
+
+        future.add_done_callback(report_failure)
 
     # -- outputs --------------------------------------------------------------------------------
 
