@@ -331,3 +331,48 @@ def test_a_failing_step_is_returned_as_an_error_and_the_next_frames_still_run():
     assert [(s.plan is None, s.observation.stamp) for s in steps] == [(False, 0.0), (True, PERIOD_S),
                                                                      (False, 2 * PERIOD_S)]
     assert "bad weights" in steps[1].error and errors == [steps[1].error]
+
+
+def test_a_reset_during_a_later_batch_drops_the_earlier_batches_plan_too():
+    """One process() can hold several batches (an instruction between frames splits them): a reset that
+    comes while the second runs must keep the first batch's old-episode plan from being published."""
+    policy = GatePolicy(GateConfig())
+    policy.release_encoder.set()
+    policy.block_observe_at = 4 * PERIOD_S  # inside the second batch
+    runner = PolicyRunner(GatePolicy, lambda: policy)
+    runner.load()
+    for i in range(4):
+        runner.add_frame(i * PERIOD_S, RGB)
+    runner.set_instruction("go to the kitchen")
+    for i in range(4, 8):
+        runner.add_frame(i * PERIOD_S, RGB)
+    stop, thread, published = start_worker(runner)
+    try:
+        assert policy.observing.wait(5.0)  # batch 1 (frames 0..3) is planned, batch 2 is in the policy
+        assert in_thread(runner.reset)
+        policy.release_observe.set()
+        assert wait_for(lambda: ("reset",) in policy.events)
+        time.sleep(0.2)
+        assert published == [], [s.plan.stamp for s in published]  # batch 1's plan (stamp 0.75) belongs to the old episode
+    finally:
+        policy.release_observe.set()
+        stop.set()
+        thread.join(5.0)
+
+
+class FailingResetPolicy(GatePolicy):
+    def reset(self) -> None:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_a_worker_that_fails_outside_a_step_ends_as_failed_not_silently():
+    runner = PolicyRunner(FailingResetPolicy, lambda: FailingResetPolicy(GateConfig()), report_error=lambda m: None)
+    stop, thread, _ = start_worker(runner)
+    try:
+        assert wait_for(lambda: runner.state == READY)
+        runner.reset()
+        thread.join(5.0)
+        assert not thread.is_alive()  # the worker is gone ...
+        assert runner.state == FAILED and "illegal memory access" in str(runner.load_error)  # ... and says so
+    finally:
+        stop.set()

@@ -168,10 +168,12 @@ class PolicyNode(common.StackNode):
         self.runner.serve(self.stop_worker, self.publish_step)
 
     def check_health(self) -> None:
-        """Called by the spin loop: a policy that failed to load ends the node (exit 2, one FATAL line)."""
+        """Called by the spin loop: a policy that failed to load, or whose worker stopped, ends the node
+        (exit 2, one FATAL line)."""
         if self.runner.state == FAILED:
             error = self.runner.load_error
-            raise ConfigError(f"policy {self.runner.policy_name!r} failed to load: {type(error).__name__}: {error}")
+            what = "failed to load" if self.runner.policy is None else "worker stopped"
+            raise ConfigError(f"policy {self.runner.policy_name!r} {what}: {type(error).__name__}: {error}")
 
     def publish_step(self, step: Step) -> None:
         if step.plan is None:  # the policy failed (the runner reported it): stop the robot now

@@ -76,6 +76,7 @@ class Step:
     observation: the frame stepped on. plan: its plan (None when the step failed; a stop is due).
     new: the policy made this plan now (False: it repeated an earlier plan, whose stamp is older).
     compute_s: seconds of policy work for this batch (observe + plan). error: why the step failed.
+    epoch: the episode (reset count) it belongs to: a step of an older episode is never published.
     """
 
     observation: Observation
@@ -83,6 +84,7 @@ class Step:
     new: bool
     compute_s: float
     error: str = ""
+    epoch: int = 0
 
 
 class PolicyRunner:
@@ -131,7 +133,6 @@ class PolicyRunner:
         self._commands: list = []  # (seq, epoch, kind, text)
         self._seq = itertools.count()
         self._epoch = 0  # bumped by reset(): work of an older epoch is stale
-        self._worker_epoch = 0  # the epoch the policy's state belongs to (worker side)
         self._observed = 0  # frames the policy observed since its last reset (worker side)
         self._last_plan: Optional[Plan] = None
         self._new_plan_stamps: collections.deque = collections.deque()
@@ -291,7 +292,6 @@ class PolicyRunner:
                 policy.reset()
             finally:
                 self.busy_with = ""
-            self._worker_epoch = epoch
             self._observed = 0
             self._last_plan = None
             self.counters["resets"] += 1
@@ -336,7 +336,7 @@ class PolicyRunner:
             self.counters["policy_errors"] += 1
             message = f"policy {self.policy_name} failed: {type(error).__name__}: {error}"
             self.report_error(message)
-            return [Step(batch[index], None, False, self.clock() - started, message)]
+            return [Step(batch[index], None, False, self.clock() - started, message, epoch)]
         finally:
             self.busy_with = ""
         compute_s = self.clock() - started
@@ -354,7 +354,7 @@ class PolicyRunner:
             if plan.state == "ok":  # the rate of trajectories; a policy waiting stands still every frame
                 with self._lock:
                     self._new_plan_stamps.append(plan.stamp)
-        return [Step(batch[index], plan, new, compute_s)]
+        return [Step(batch[index], plan, new, compute_s, epoch=epoch)]
 
     def _current_epoch(self) -> int:
         with self._lock:
@@ -363,16 +363,26 @@ class PolicyRunner:
     def serve(self, stop: threading.Event, publish: Callable[[Step], None], poll_s: float = 0.1) -> None:
         """Worker loop for a node: load, then process queued input until ``stop`` is set.
 
-        A load failure leaves ``state`` 'failed' and ``load_error`` set and returns (the node ends)."""
-        if not self.load():
-            return
-        while not stop.is_set():
-            if not self.wait(poll_s):
-                continue
-            for step in self.process():
-                if stop.is_set():
-                    return
-                publish(step)
+        A load failure, or anything else that escapes the worker (a reset that raises, a publish that
+        fails), leaves ``state`` 'failed' and ``load_error`` set and returns: the node ends rather than
+        go on reporting status with a worker that no longer plans. Steps of an episode that a reset()
+        ended while later batches ran are dropped here, just before publishing."""
+        try:
+            if not self.load():
+                return
+            while not stop.is_set():
+                if not self.wait(poll_s):
+                    continue
+                for step in self.process():
+                    if stop.is_set():
+                        return
+                    if step.epoch != self._current_epoch():
+                        continue  # a reset came while a later batch of this process() ran
+                    publish(step)
+        except Exception as error:  # noqa: BLE001 - the worker must not die silently
+            self.load_error = error
+            self.state = FAILED
+            self.report_error(f"policy worker stopped: {type(error).__name__}: {error}")
 
     # -- status -----------------------------------------------------------------------------------
     def plan_rate_hz(self) -> float:
