@@ -384,3 +384,28 @@ def test_compare_with_recorded_plans():
     assert result["compared_waypoints"] == 2 and result["within_5cm"] == 2
     assert result["max_position_difference_m"] == pytest.approx(0.03)
     assert result["max_yaw_difference_rad"] == pytest.approx(0.1)
+
+
+def test_a_refused_instruction_is_said_and_the_status_instruction_takes_over(capsys):
+    """The runner applies instructions on its worker side: a policy's refusal must reach the user, and the
+    instruction the recorded status reports is then tried, not skipped because one was queued."""
+    from sparsevideonav_ros.policies.base import PolicyError as Refused
+    from sparsevideonav_ros.policies.scripted.policy import ScriptedConfig as Config
+    from sparsevideonav_ros.policies.scripted.policy import ScriptedPolicy as Scripted
+    from sparsevideonav_ros.tools.evaluate import Episode, FrameEvent, run_policy
+
+    class Picky(Scripted):
+        def set_instruction(self, text: str) -> None:
+            if "lava" in text:
+                raise Refused("cannot walk on lava")
+            super().set_instruction(text)
+
+    policy = Picky(Config(require_instruction=True))
+    episode = Episode(kind="bag", path="memory", status_instruction="walk to the door")
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    events = [("odom", (0.0, np.zeros(3))), ("instruction", (0.0, "walk into the lava"))]
+    events += [("frame", FrameEvent(stamp=i * 0.25, frame_id="camera_link", decode=lambda: rgb)) for i in range(6)]
+    steps = run_policy(iter(events), episode, policy, None, "", None)
+    assert "instruction refused: cannot walk on lava" in capsys.readouterr().err
+    assert policy.instruction == "walk to the door"
+    assert steps[-1].state != "waiting_instruction"

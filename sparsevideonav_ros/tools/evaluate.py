@@ -254,14 +254,20 @@ def run_policy(events: Iterator, episode: Episode, policy, rate_hz: Optional[flo
                render: Optional["OverlayRenderer"], max_steps: int = 0) -> list[Step]:
     """Feed the input to ``policy`` through the PolicyRunner, as policy_node does, with every sampled
     frame stepped before the next one arrives (an evaluation waits for the policy; the robot cannot)."""
-    runner = PolicyRunner(type(policy), lambda: policy, rate_hz=rate_hz, report_error=lambda message: None,
+    reported: set[str] = set()
+
+    def report_error(message: str) -> None:  # a refused instruction, a failed step: said once each
+        if message not in reported:
+            reported.add(message)
+            print(message, file=sys.stderr)
+
+    runner = PolicyRunner(type(policy), lambda: policy, rate_hz=rate_hz, report_error=report_error,
                           log_info=lambda message: None)
     runner.load()  # built already: a bad configuration failed before the input was opened
     steps: list[Step] = []
-    instruction_set = grid_anchored = False
+    grid_anchored = tried_status_instruction = False
     if instruction:
         runner.set_instruction(instruction)
-        instruction_set = True
     for kind, payload in events:
         if kind == "odom":
             stamp, pose = payload
@@ -275,9 +281,8 @@ def run_policy(events: Iterator, episode: Episode, policy, rate_hz: Optional[flo
             if not instruction:
                 try:
                     runner.set_instruction(payload[1])
-                    instruction_set = True
-                except PolicyError:
-                    pass
+                except PolicyError as error:  # empty: refused at once, before the worker sees it
+                    report_error(f"instruction refused: {error}")
         elif kind == "status":
             if not episode.status_instruction and payload.get("instruction", "").strip():
                 episode.status_instruction = payload["instruction"].strip()
@@ -299,10 +304,11 @@ def run_policy(events: Iterator, episode: Episode, policy, rate_hz: Optional[flo
                 rgb = frame.decode()
             except images.ImageEncodingError:
                 continue
-            if not instruction_set and episode.status_instruction:
+            if not runner.instruction and episode.status_instruction and not tried_status_instruction:
                 # recorded as a launch argument / parameter: no instruction message, but status reports it
+                # (also when the given or recorded one was refused: runner.instruction is what took effect)
+                tried_status_instruction = True
                 runner.set_instruction(episode.status_instruction)
-                instruction_set = True
             if not runner.add_frame(frame.stamp, rgb, frame.frame_id):
                 continue
             for runner_step in runner.process():
