@@ -140,3 +140,16 @@ def test_crop_resize_intrinsics_keeps_the_principal_point_centred():
     np.testing.assert_allclose(out[0, 2], 127.5)
     np.testing.assert_allclose(out[1, 2], 127.5)
     np.testing.assert_allclose(out[0, 0], 640.0 * 256 / 720)
+
+
+def test_a_pitched_camera_moving_along_its_view_is_hand_checked_forward_motion():
+    # The round trip above holds for any mount algebra; this pins the convention with numbers worked out by
+    # hand: a camera pitched 15 deg down that moves 1 m straight ahead sees its new centre at
+    # (x, y, z) = (0, -sin 15, cos 15) in its old frame (OpenCV: y down, so "ahead and level" is slightly
+    # up in the image). A flipped pitch sign or a swapped axis turns this into a climb or a sidestep.
+    mount = CameraMount(height_m=0.45, pitch_down_rad=math.radians(15.0), forward_m=0.28)
+    moved = np.eye(4)
+    moved[:3, 3] = (0.0, -math.sin(math.radians(15.0)), math.cos(math.radians(15.0)))
+    waypoints, tilt = camera_poses_to_waypoints(moved[None], mount)
+    np.testing.assert_allclose(waypoints[0], [1.0, 0.0, 0.0], atol=1e-9)
+    assert abs(tilt[0]) < 1e-9

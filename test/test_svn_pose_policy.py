@@ -205,6 +205,9 @@ def test_da3_needs_its_folder_and_the_line_names_its_licence(pose_models, tmp_pa
     line = policy.load_summary()
     assert f"estimator da3 da3-small from {folder} (weights licence: random weights (tests))" in line, line
     assert "camera mount d455 (0.45 m high, 15.0 deg down, 0.28 m ahead)" in line
+    on_device = SparseVideoNavPolicy(SparseVideoNavConfig(action_head="pose", pose_estimator="da3", da3_dir=str(folder),
+                                                           device="cpu:0"), models=pose_models)
+    assert on_device.pose_head.estimator.config.device == "cpu:0"  # DA3 runs where the video model runs
 
 
 def test_mount_and_estimator_parameters():

@@ -53,8 +53,8 @@ class PoseEstimate:
     camera_to_reference: (K, 4, 4) float64, metres (NaN where invalid).
     valid: (K,) bool. confidence: (K,) float in [0, 1] (0 where invalid; estimator-specific meaning,
       e.g. the RANSAC inlier fraction). reasons: K strings, '' where valid.
-    rotation_only: (K,) bool, True where the estimator found no measurable translation (parallax
-      below its threshold) and reports t = 0 with the bound in ``info``.
+    rotation_only: (K,) bool, True where the estimator found no measurable parallax and reports a turn
+      in place about base_link (the camera translation is then the mount offset swept by that turn).
     info: estimator name, licence of loaded weights, scale source, per-frame diagnostics.
     timings_s: named compute durations in seconds.
     """

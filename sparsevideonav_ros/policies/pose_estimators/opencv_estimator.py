@@ -5,9 +5,9 @@ Per pair of frames (a, b):
 2. Essential matrix with RANSAC (``cv2.findEssentialMat``), relative pose with the cheirality check
    (``cv2.recoverPose``): X_b = R X_a + t with |t| = 1 (up to scale).
 3. Rotation-only test: a rotation fitted to the essential inliers' bearing vectors; if it leaves a
-   median residual (90th percentile) below ``parallax_min_px`` the camera did not move measurably (in-place turn with
-   the camera on the turning axis) and t = 0 is reported, flagged ``rotation_only``. The bound on the
-   translation that could hide under that threshold is in ``info`` (depth x parallax angle).
+   residual (90th percentile) below ``parallax_min_px`` the robot turned in place: the pose reported is
+   that turn about base_link (the camera centre sweeps the mount offset around it), flagged
+   ``rotation_only``, with the measured ``parallax_px`` in the frame's diagnostics.
 4. Metric scale from the ground: the inliers are triangulated in camera a, points below the camera
    go through a RANSAC plane fit whose normal must lie within ``max_ground_tilt_deg`` of the mount's
    up direction, and the scale makes the camera-to-plane distance equal the mount height.

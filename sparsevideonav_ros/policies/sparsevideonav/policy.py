@@ -307,4 +307,4 @@ def _estimator_options(config: SparseVideoNavConfig) -> dict:
         raise PolicyError(f"sparsevideonav.pose_estimator is da3 but sparsevideonav.da3_dir "
                           f"{str(folder) if folder else '(empty)'!r} is not a folder: give a local Depth Anything 3 "
                           f"folder (config.json + model.safetensors, e.g. DA3-Small) or use pose_estimator opencv")
-    return {"weights": str(folder)}
+    return {"weights": str(folder), "device": config.device}  # DA3 runs where the video model runs

@@ -39,7 +39,7 @@ import numpy as np
 
 from sparsevideonav_ros.core import se2
 from sparsevideonav_ros.policies.base import Plan
-from sparsevideonav_ros.policies.pose_estimators.base import PoseEstimate, PoseEstimator, reason_code
+from sparsevideonav_ros.policies.pose_estimators.base import PoseEstimate, PoseEstimator
 from sparsevideonav_ros.policies.pose_estimators.mount import CameraMount, invert_transform
 
 # Seconds after T that the 8 sparse future latents stand for (latent offsets 0, 1, 4, ..., 19 after the
@@ -229,10 +229,3 @@ class PoseHead:
         dense, _ = resample_waypoints(waypoints[:prefix], times[:prefix], cfg.dt_s, horizon)
         plan = Plan(stamp=stamp, waypoints=dense, state="ok", waypoint_dt_s=cfg.dt_s, timings_s=timings)
         return PoseHeadResult(plan.validate(), "", waypoints, times, valid, estimate, timings)
-
-
-def first_reason_code(result: PoseHeadResult) -> str:
-    """The machine-readable code of why a plan stopped ('' when it did not)."""
-    if not result.reason:
-        return ""
-    return reason_code(result.reason.split(": ", 1)[1]) if ": " in result.reason else result.reason
