@@ -140,7 +140,7 @@ def diagnostic_values(array: DiagnosticArray) -> dict[str, str]:
     return {kv.key: kv.value for status in array.status for kv in status.values}
 
 
-OK, WARN, ERROR = 0, 1, 2
+from sparsevideonav_ros.core.status import ERROR, OK, WARN  # noqa: E402,F401 - the levels nodes publish
 
 
 class StackNode(Node):

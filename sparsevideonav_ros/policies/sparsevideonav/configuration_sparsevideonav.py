@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sparsevideonav_ros.configs import ConfigError, _positive, check_choices, param
+from sparsevideonav_ros.policies.pose_estimators import ESTIMATORS, MOUNT_PRESETS
 from sparsevideonav_ros.policies.sparsevideonav.sampling import SAMPLERS
 
 TINY = "tiny"
 ACTION_HEADS = ("auto", "dit", "pose")
-POSE_ESTIMATORS = ("opencv", "da3")  # == pose_estimators.ESTIMATORS (a test keeps them equal)
-CAMERA_MOUNTS = ("osmo", "d455", "custom")  # presets of pose_estimators.mount + the mount_* parameters
+POSE_ESTIMATORS = ESTIMATORS
+CAMERA_MOUNTS = (*MOUNT_PRESETS, "custom")  # the mount presets, or the mount_* parameters
 
 
 @dataclass
