@@ -104,8 +104,7 @@ def relabelled_actions(policy, latents: torch.Tensor, stamp: float, pose_head) -
         return None, plan.reason
     if len(plan.waypoints) < ACTIONS:
         return None, f"only {len(plan.waypoints)} waypoints of 0.25 s, {ACTIONS} needed"
-    waypoints = np.vstack([np.zeros(3), plan.waypoints[:ACTIONS]])
-    return np.stack([se2.relative(waypoints[k], waypoints[k + 1]) for k in range(ACTIONS)]), ""
+    return action_labels(np.vstack([np.zeros(3), plan.waypoints[:ACTIONS]]), 0), ""  # the body at T, then the plan
 
 
 def build_samples(policy, episodes: Iterable[Episode], labels: str = "odometry",
