@@ -10,6 +10,7 @@ and passes them to stack's planners, for the three users of replay planning: the
 from __future__ import annotations
 
 import datetime
+import functools
 from typing import Optional
 
 from sparsevideonav_ros import stack
@@ -40,7 +41,15 @@ def replay_alignment(launch_name: str, arguments: Optional[dict[str, str]]) -> s
 
 def _alignment_if_replay(launch_name: str, arguments: Optional[dict[str, str]]) -> Optional[stack.ReplayAlignment]:
     values = stack.resolve_arguments(launch_name, arguments)
-    return replay_alignment(launch_name, arguments) if "bag" in values else None
+    if "bag" not in values:
+        return None
+    return _cached_alignment(launch_name, tuple(sorted((arguments or {}).items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_alignment(launch_name: str, arguments: tuple) -> stack.ReplayAlignment:
+    """A launch file plans its nodes and its player separately: the bag is scanned once for both."""
+    return replay_alignment(launch_name, dict(arguments))
 
 
 def plan_processes(launch_name: str, arguments: Optional[dict[str, str]] = None,
