@@ -109,12 +109,10 @@ class PolicyRunner:
                  step: Optional[Callable[[Policy, Observation], Plan]] = None):
         if max_pending_frames < 1:
             raise ConfigError(f"max_pending_frames must be >= 1, got {max_pending_frames}")
-        self.policy_class = policy_class
         self.policy_name: str = policy_class.name
         self.rate_hz = policy_rate_hz(policy_class, rate_hz)
         self._make_policy = make_policy
         self.max_pending_frames = int(max_pending_frames)
-        self.grid_anchor_s = float(grid_anchor_s)
         self.report_error = report_error or (lambda message: log.error(message))
         self.log_info = log_info or (lambda message: log.info(message))
         self.clock = clock
@@ -126,8 +124,8 @@ class PolicyRunner:
         self._lock = threading.Lock()  # input side state only; never held while the policy runs
         self._wake = threading.Event()
         self._sampler = FrameSampler(rate_hz=self.rate_hz)
-        if self.grid_anchor_s > 0:
-            self.anchor_grid(self.grid_anchor_s)
+        if grid_anchor_s > 0:
+            self.anchor_grid(float(grid_anchor_s))
         self._odometry = PoseHistory(horizon_s=odometry_horizon_s)
         self._frames: collections.deque = collections.deque()  # (seq, epoch, Observation)
         self._commands: list = []  # (seq, epoch, kind, text)

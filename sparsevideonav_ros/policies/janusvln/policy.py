@@ -95,7 +95,7 @@ class JanusVLNPolicy(Policy):
     def observe(self, observation: Observation) -> None:
         self._latest = observation
         self._frames_seen += 1
-        if self._done or (self._frames_seen - 1) % self.config.plan_every_frames:
+        if self._done or not self.plans_at(self._frames_seen):
             return
         with torch.no_grad():
             self._add_step(observation)

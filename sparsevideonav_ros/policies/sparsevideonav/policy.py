@@ -132,7 +132,7 @@ class SparseVideoNavPolicy(Policy):
             return Plan.stand_still(stamp, "waiting_instruction")
         if self._frames_seen < self.config.min_frames:
             return Plan.stand_still(stamp, "warming_up")
-        if self._frames_seen % self.config.plan_every_frames and self._last_plan is not None:
+        if not self.plans_at(self._frames_seen) and self._last_plan is not None:
             return self._last_plan  # planned from an older frame; its stamp anchors it correctly
         self._last_plan = self._plan_now(stamp)
         return self._last_plan
