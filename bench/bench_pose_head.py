@@ -48,9 +48,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--no-decode", action="store_true", help="skip 3. (decode vs backbone, about a minute)")
-    parser.add_argument("--dtype", default="auto", choices=("float32", "bfloat16", "auto"),
+    parser.add_argument("--dtype", default="both", choices=("float32", "bfloat16", "auto", "both"),
                         help="3.: dtype of the backbone and the VAE (auto: bfloat16 where the CPU has native bf16, "
-                             "as bench_sparsevideonav picks; default %(default)s)")
+                             "as bench_sparsevideonav picks; both: float32 (params/policy.yaml's CPU default) and "
+                             "then auto's pick when it differs; default %(default)s)")
     parser.add_argument("--flops", action="store_true",
                         help="count DA3-Small/Base FLOPs at full size (real tensors on the CPU: minutes on 2 cores)")
     args = parser.parse_args()
@@ -100,8 +101,14 @@ def main() -> int:
 
     if not args.no_decode:
         from _machine import pick_dtype
-        dtype, reason = pick_dtype(args.dtype, "cpu")
-        decode_vs_backbone(args.repeats, dtype, reason)
+        runs = [pick_dtype(args.dtype, "cpu")] if args.dtype != "both" else [
+            ("float32", "params/policy.yaml's CPU default")]
+        if args.dtype == "both" and pick_dtype("auto", "cpu")[0] != "float32":
+            runs.append(pick_dtype("auto", "cpu"))
+        print("\n3. pose head per plan vs the 4-step backbone, CPU-sized set (128x128 frames, VAE base width 12), "
+              f"median of {args.repeats}, interleaved")
+        summaries = [decode_vs_backbone(args.repeats, dtype, reason) for dtype, reason in runs]
+        decode_flops(summaries)
 
     print("\n4. DA3 FLOPs per plan at full size (9 views, FlopCounterMode)")
     if not args.flops:
@@ -139,12 +146,33 @@ def _decode_choices():
                                                                  10, 9, 1),
         "half resolution to T+2 s (latents pooled 2x2)": (
             lambda vae, z: decode_instants(vae, F.avg_pool3d(z, (1, 2, 2)), [1, 2, 3]), 4, 3, 2),
+        LIBRARY_KERNELS: (lambda vae, z: decode_instants(vae, z, [1, 2, 3]), 4, 3, 1),
     }
 
 
-def decode_vs_backbone(repeats: int, dtype_name: str = "float32", dtype_reason: str = "") -> None:
+# The default choice on a VAE without video_latents.use_fast_cpu_kernels (diffusers' forward as written):
+# what the two CPU kernel overrides save, measured side by side.
+LIBRARY_KERNELS = "to T+2 s, diffusers' own CPU kernels (no override)"
+
+
+def _library_vae(vae):
+    """Same weights, diffusers' own forward: a fresh AutoencoderKLWan that use_fast_cpu_kernels never saw."""
+    from diffusers import AutoencoderKLWan
+
+    library = AutoencoderKLWan(**{k: v for k, v in vae.config.items() if not k.startswith("_")})
+    library.load_state_dict(vae.state_dict())
+    import bench_sparsevideonav as svn
+
+    return svn.cast(library, next(vae.parameters()).dtype).eval().requires_grad_(False)
+
+
+DEFAULT_CHOICE = "decode_instants to T+2 s (default: 4 latents, 3 kept)"
+
+
+def decode_vs_backbone(repeats: int, dtype_name: str, dtype_reason: str) -> str:
+    """Time each decode choice + the opencv estimate next to the backbone in ``dtype_name``; returns the
+    default choice's summary (pose head ms and its ratio to the backbone)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     import bench_sparsevideonav as svn
     from pose_renderer import TRAJECTORIES, Room, camera_pose, constant_twist, render
@@ -155,9 +183,8 @@ def decode_vs_backbone(repeats: int, dtype_name: str = "float32", dtype_reason: 
     from sparsevideonav_ros.policies.sparsevideonav.sampling import sample_sparse_future
 
     spec = svn.cpu_spec()
-    print(f"\n3. pose head per plan vs the 4-step backbone, {spec.name} set ({spec.image_size}x{spec.image_size} "
-          f"frames, VAE base width {spec.vae['base_dim']}), {dtype_name} ({dtype_reason or 'as asked'}), median of "
-          f"{repeats}, interleaved")
+    print(f"\n   {dtype_name} ({dtype_reason or 'as asked'}), {spec.name} set ({spec.image_size}x{spec.image_size} "
+          f"frames, VAE base width {spec.vae['base_dim']})")
     with tempfile.TemporaryDirectory() as tmp:
         models = svn.build_models(spec, "cpu", svn.DTYPES[dtype_name], Path(tmp))
     reference, text, tokens = svn.sampler_inputs(models, 8)
@@ -168,12 +195,14 @@ def decode_vs_backbone(repeats: int, dtype_name: str = "float32", dtype_reason: 
 
     latents = backbone()
     choices = _decode_choices()
+    library_vae = _library_vae(models.vae)
     times = {name: [] for name in ("backbone", *choices)}
     with torch.no_grad():
         for _ in range(repeats):
             for name in times:
+                vae = library_vae if name == LIBRARY_KERNELS else models.vae
                 start = time.perf_counter()
-                backbone() if name == "backbone" else choices[name][0](models.vae, latents)
+                backbone() if name == "backbone" else choices[name][0](vae, latents)
                 times[name].append(time.perf_counter() - start)
     med = {name: statistics.median(values) for name, values in times.items()}
 
@@ -204,10 +233,22 @@ def decode_vs_backbone(repeats: int, dtype_name: str = "float32", dtype_reason: 
         print(f"   opencv on rendered {size}x{size} frames (T+1, T+2 s): {valid}/2 instants valid"
               + (f", stop: {reason}" if reason else ""))
 
-    default = "decode_instants to T+2 s (default: 4 latents, 3 kept)"
-    default_s = med[default] + estimate[1][0]
-    # FLOPs (meta device): on the CPU the VAE's 3D convolutions run far below the backbone's FLOP rate, so
-    # the time ratio above is much worse than the FLOP ratio; on a GPU time follows FLOPs more closely.
+    default_s = med[DEFAULT_CHOICE] + estimate[1][0]
+    return f"{dtype_name} {default_s * 1e3:.0f} ms = {default_s / b:.2f}x the 4-step backbone ({b * 1e3:.0f} ms)"
+
+
+def decode_flops(summaries: list[str]) -> None:
+    """FLOPs of the decode choices and the 4-step backbone at both sizes (meta device), then the summary line.
+
+    On the CPU the VAE's 3D convolutions run below the backbone's FLOP rate, so the time ratios above are
+    worse than the FLOP ratios; on a GPU time follows FLOPs more closely."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import bench_sparsevideonav as svn
+
+    spec = svn.cpu_spec()
+    choices = _decode_choices()
     ratios = {}
     for which in (spec, svn.full_size_spec()):
         transformer, vae, _ = svn.build_modules(which, "meta", torch.float32)
@@ -227,13 +268,14 @@ def decode_vs_backbone(repeats: int, dtype_name: str = "float32", dtype_reason: 
         print(f"\n   FLOPs, {which.name} ({which.image_size}x{which.image_size}, VAE base width "
               f"{which.vae['base_dim']}, meta device): 4-step backbone {backbone_g:.1f} GFLOP")
         for name, (fn, *_rest) in choices.items():
+            if name == LIBRARY_KERNELS:
+                continue  # the same FLOPs as the default choice
             g = count(lambda fn=fn: fn(vae, z))
             print(f"   {name:58s} {g:9.1f} GFLOP {g / backbone_g:5.2f}x of the backbone")
             ratios[which.name, name] = g / backbone_g
-    print(f"   pose head per plan (default: decode to T+2 s + opencv): {default_s * 1e3:.0f} ms = {default_s / b:.2f}x "
-          f"the 4-step backbone ({b * 1e3:.0f} ms) on the {spec.name} set; decode FLOPs "
-          f"{ratios[spec.name, default]:.2f}x the backbone's there, {ratios[svn.full_size_spec().name, default]:.2f}x "
-          f"at full size")
+    print(f"   pose head per plan (default: decode to T+2 s + opencv) on the {spec.name} set: "
+          f"{'; '.join(summaries)}; decode FLOPs {ratios[spec.name, DEFAULT_CHOICE]:.2f}x the backbone's there, "
+          f"{ratios[svn.full_size_spec().name, DEFAULT_CHOICE]:.2f}x at full size")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def vae():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = AutoencoderKLWan(**vl.tiny_vae_config()).eval().requires_grad_(False)
-    return model
+    return vl.use_fast_cpu_kernels(model)  # as load_vae returns it, so loaded copies compare bit for bit
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +135,41 @@ def test_decode_latents_shape_and_range(vae, frames):
         vl.decode_latents(vae, torch.zeros(1, 8, 2, 8, 8))
 
 
+def test_fast_cpu_kernels_equal_the_library_and_take_the_fast_path(vae, frames):
+    """use_fast_cpu_kernels (load_vae and SparseVideoNavModels apply it) changes kernels, never results:
+    encode and decode equal diffusers' own forward (fp32 to 1e-5), and the profiler shows the float32 causal
+    convolutions on oneDNN instead of the native slow_conv3d the heuristic picks for batch 1."""
+    import copy
+
+    from torch.profiler import profile
+
+    from sparsevideonav_ros.policies import random_init
+
+    library = random_init.randomize_(AutoencoderKLWan(**vl.tiny_vae_config()), 7).eval().requires_grad_(False)
+    fast = vl.use_fast_cpu_kernels(copy.deepcopy(library))  # gammas away from 1: the norm's scale matters
+    assert vl.use_fast_cpu_kernels(fast) is fast  # idempotent
+    copied = copy.deepcopy(fast)  # the overrides are bound methods: a copy runs on its own weights
+    assert copied.decoder.norm_out.forward.__self__ is copied.decoder.norm_out
+    one = frames[:1, :, :8]
+    latents = vl.encode_clip(library, one)
+    torch.testing.assert_close(vl.encode_clip(fast, one), latents, atol=ATOL, rtol=0)
+    torch.testing.assert_close(vl.decode_latents(fast, latents), vl.decode_latents(library, latents), atol=ATOL, rtol=0)
+    torch.testing.assert_close(vl.decode_instants(fast, latents, [0, 1]), vl.decode_instants(library, latents, [0, 1]),
+                               atol=ATOL, rtol=0)
+    ops = {}
+    for name, model in (("library", library), ("fast", fast)):
+        with profile() as prof:
+            vl.decode_latents(model, latents)
+        ops[name] = {event.key for event in prof.key_averages()}
+    assert "aten::slow_conv3d_forward" in ops["library"]  # the heuristic this works around still exists
+    assert "aten::slow_conv3d_forward" not in ops["fast"] and "aten::mkldnn_convolution" in ops["fast"]
+    assert "aten::linalg_vector_norm" not in ops["fast"]
+    with torch.enable_grad():  # autograd keeps the library path (the override is inference only)
+        x = one.clone().requires_grad_(True)
+        fast.encoder.conv_in(x).sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
 def test_reset_and_bad_input(vae, frames):
     encoder = vl.StreamingVideoEncoder(vae)
     with pytest.raises(RuntimeError, match="start"):
@@ -196,6 +231,7 @@ def test_load_vae_original_pth(vae, frames, tmp_path):
     # diffusers' from_single_file also works offline with a local config folder; same weights
     vae.save_pretrained(tmp_path / "config_only")
     single = AutoencoderKLWan.from_single_file(str(path), config=str(tmp_path / "config_only"), local_files_only=True)
+    vl.use_fast_cpu_kernels(single)
     assert torch.equal(vl.encode_clip(single, frames[:, :, :8]), reference)
 
     # without a config the standard Wan2.1 config is assumed: the tiny weights do not fit it, loudly

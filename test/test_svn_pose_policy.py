@@ -137,6 +137,29 @@ def test_wrong_intrinsics_do_not_give_the_walk(pose_models):
     assert plan.state == POSE_INVALID_STATE or np.hypot(*(plan.waypoints[7, :2] - truth[1, :2])) > 0.05
 
 
+def test_the_camera_info_matrix_wins_over_the_fov_parameter(pose_models):
+    # The same walk and the same wrong horizontal_fov_deg as above, but the observations carry the camera's K
+    # (policy_node: its CameraInfo for frames of that size): the plan is the walk again, and status says why.
+    mount = MOUNT_PRESETS["osmo"]
+    frames, truth = _walk(mount)
+    policy = SparseVideoNavPolicy(SparseVideoNavConfig(action_head="pose", horizontal_fov_deg=100.0),
+                                  models=pose_models)
+    policy.imagined_frames = lambda latents: (frames[0], frames[1:])
+    policy.set_instruction(INSTRUCTION)
+    k = intrinsics_from_fov(SIZE, SIZE, math.radians(FOV_DEG))
+    plans = [policy.step(Observation(stamp=i * 0.25, rgb=rgb, camera_matrix=k))
+             for i, rgb in enumerate(noise(12, shape=(SIZE, SIZE, 3)))]
+    assert plans[-1].state == "ok", plans[-1].reason
+    assert np.hypot(*(plans[-1].waypoints[7, :2] - truth[1, :2])) < 0.1 * np.hypot(*truth[1, :2])
+    assert policy.status_values() == {"pose_intrinsics": "camera_info"}
+    policy.step(Observation(stamp=3.0, rgb=noise(1, shape=(SIZE, SIZE, 3))[0]))  # no K: the parameter, said so
+    assert policy.status_values() == {
+        "pose_intrinsics": f"horizontal_fov_deg 100 (no camera_info for {SIZE}x{SIZE} frames)"}
+    for bad in (np.eye(2), np.full((3, 3), np.nan), np.diag([0.0, 1.0, 1.0]), np.diag([100.0, 100.0, 2.0])):
+        with pytest.raises(PolicyError, match="camera_matrix"):
+            Observation(stamp=0.0, rgb=frames[0], camera_matrix=bad)
+
+
 def test_a_hook_with_the_wrong_number_of_instants_is_an_error(pose_models):
     frames, _ = _walk(MOUNT_PRESETS["osmo"], times=(1.0,))
     policy = SparseVideoNavPolicy(SparseVideoNavConfig(action_head="pose"), models=pose_models)

@@ -9,6 +9,7 @@ from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from sparsevideonav_ros.core import images, se2
+from sparsevideonav_ros.core.intrinsics import intrinsics_from_fov
 
 
 def image_msg_from_array(array: np.ndarray, encoding: str, header: Any) -> Image:
@@ -40,8 +41,8 @@ def rgb_from_compressed_msg(msg: CompressedImage) -> np.ndarray:
 def camera_info_msg(width: int, height: int, horizontal_fov_rad: float, header: Any,
                     intrinsics: Optional[tuple[float, float, float, float]] = None) -> CameraInfo:
     """Pinhole intrinsics (no distortion): the device's (fx, fy, cx, cy) when given, else from a horizontal FOV."""
-    fx = (width / 2.0) / np.tan(horizontal_fov_rad / 2.0)
-    fy, cx, cy = fx, (width - 1) / 2.0, (height - 1) / 2.0
+    k = intrinsics_from_fov(width, height, horizontal_fov_rad)
+    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
     if intrinsics is not None:
         fx, fy, cx, cy = (float(v) for v in intrinsics)
     msg = CameraInfo(header=header, width=width, height=height, distortion_model="plumb_bob")

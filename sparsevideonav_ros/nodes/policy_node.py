@@ -24,13 +24,14 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import SetParametersResult
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 
 from sparsevideonav_ros.configs import ConfigError, PolicyNodeConfig
 from sparsevideonav_ros.core import images
 from sparsevideonav_ros.core.copies import CopyFilter
+from sparsevideonav_ros.core.intrinsics import matrix_from_camera_info
 from sparsevideonav_ros.core.status import ErrorLog
 from sparsevideonav_ros.nodes import common, convert
 from sparsevideonav_ros.policies import registry
@@ -76,6 +77,11 @@ class PolicyNode(common.StackNode):
                                      common.topic_qos("camera/image_raw/compressed"))
         else:
             self.create_subscription(Image, "camera/image_raw", self.on_raw, common.topic_qos("camera/image_raw"))
+        # The camera's calibration for the pose head (SparseVideoNav action_head pose): the newest CameraInfo,
+        # used for frames of its size only (policies/base.Observation.camera_matrix).
+        self.camera_info: Optional[CameraInfo] = None
+        self.create_subscription(CameraInfo, "camera/camera_info", self.on_camera_info,
+                                 common.topic_qos("camera/camera_info"))
         # user-facing inputs: one subscription per QoS profile, so every publisher a user has matches
         common.subscribe(self, String, "instruction", self.on_instruction)
         common.subscribe(self, Odometry, "odom", self.on_odom)
@@ -126,7 +132,13 @@ class PolicyNode(common.StackNode):
             self.frames_rejected += 1
             self.report_error(f"rejected frame: {error}")
             return
-        self.runner.add_frame(common.stamp_to_seconds(header.stamp), rgb, header.frame_id)
+        info = self.camera_info
+        camera_matrix = None if info is None else matrix_from_camera_info(info.k, info.width, info.height,
+                                                                         rgb.shape[1], rgb.shape[0])
+        self.runner.add_frame(common.stamp_to_seconds(header.stamp), rgb, header.frame_id, camera_matrix=camera_matrix)
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        self.camera_info = msg
 
     def on_odom(self, msg: Odometry) -> None:
         try:

@@ -25,6 +25,8 @@ class Observation:
     rgb: (H, W, 3) uint8 RGB. stamp: capture time in seconds (ROS clock).
     odom_pose: (3,) robot pose (x m, y m, yaw rad) in the odometry frame at ``stamp``, when known.
     depth: optional (H, W) float32 metres aligned to ``rgb``.
+    camera_matrix: optional (3, 3) pinhole matrix K (pixels) of ``rgb`` at its own size: the camera's
+    sensor_msgs/CameraInfo ``k`` when one matching the image size was received; None = not known.
     """
 
     stamp: float
@@ -32,10 +34,17 @@ class Observation:
     frame_id: str = "camera_link"
     odom_pose: Optional[np.ndarray] = None
     depth: Optional[np.ndarray] = None
+    camera_matrix: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype != np.uint8:
             raise PolicyError(f"observation rgb must be (H, W, 3) uint8, got {self.rgb.shape} {self.rgb.dtype}")
+        if self.camera_matrix is not None:
+            k = np.asarray(self.camera_matrix, dtype=float)
+            if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0 or k[2, 2] != 1.0:
+                raise PolicyError(f"observation camera_matrix must be a finite (3, 3) pinhole matrix with fx, fy > 0 "
+                                  f"and K[2, 2] = 1, got {self.camera_matrix!r}")
+            object.__setattr__(self, "camera_matrix", k)  # frozen: the checked float copy
 
 
 # waiting_odometry: the policy needs the robot pose at the frame's stamp (Observation.odom_pose) and has
@@ -145,6 +154,10 @@ class Policy(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name, **dataclasses.asdict(self.config)}
+
+    def status_values(self) -> dict[str, object]:
+        """Policy-specific policy/status key/values (e.g. where its camera intrinsics come from); default none."""
+        return {}
 
     def load_summary(self) -> str:
         """One line on what was loaded (e.g. which weights and from where), for the start-up log; "" = nothing."""

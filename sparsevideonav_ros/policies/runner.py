@@ -158,7 +158,7 @@ class PolicyRunner:
             return self._sampler.would_accept(stamp)
 
     def add_frame(self, stamp: float, rgb: np.ndarray, frame_id: str = "camera_link",
-                  depth: Optional[np.ndarray] = None) -> bool:
+                  depth: Optional[np.ndarray] = None, camera_matrix: Optional[np.ndarray] = None) -> bool:
         """Offer a decoded (H, W, 3) uint8 frame; True when it was sampled and queued for the policy.
 
         Its odometry pose is looked up now (poses received up to this frame, as on the robot); none
@@ -172,7 +172,7 @@ class PolicyRunner:
             except LookupError:
                 odom_pose = None  # policies that need odometry say so themselves
             observation = Observation(stamp=float(stamp), rgb=rgb, frame_id=frame_id, odom_pose=odom_pose,
-                                      depth=depth)
+                                      depth=depth, camera_matrix=camera_matrix)
             self._frames.append((next(self._seq), self._epoch, observation))
             if len(self._frames) > self.max_pending_frames:
                 self._frames.popleft()
@@ -406,4 +406,5 @@ class PolicyRunner:
         return {"runner_state": self.state, "busy_with": self.busy_with or "idle", "history_rate_hz": f"{self.rate_hz:g}",
                 "plan_rate_hz": "" if math.isnan(rate) else f"{rate:.2f}", "pending_frames": pending,
                 "history_length": policy.history_length if policy is not None else 0,
-                **{key: value for key, value in sorted(counters.items())}}
+                **{key: value for key, value in sorted(counters.items())},
+                **(policy.status_values() if policy is not None else {})}

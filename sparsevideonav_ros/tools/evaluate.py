@@ -41,6 +41,7 @@ from sparsevideonav_ros import stack
 from sparsevideonav_ros.bags import BagError
 from sparsevideonav_ros.configs import ConfigError
 from sparsevideonav_ros.core import images, se2
+from sparsevideonav_ros.core.intrinsics import intrinsics_from_fov, matrix_from_camera_info
 from sparsevideonav_ros.core.pose_history import PoseHistory
 from sparsevideonav_ros.policies import registry
 from sparsevideonav_ros.policies.base import PolicyError
@@ -81,8 +82,13 @@ class Intrinsics:
 
     @classmethod
     def from_fov(cls, width: int, height: int, horizontal_fov_deg: float = 90.0) -> "Intrinsics":
-        fx = (width / 2.0) / math.tan(math.radians(horizontal_fov_deg) / 2.0)
-        return cls(fx, fx, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
+        k = intrinsics_from_fov(width, height, math.radians(horizontal_fov_deg))
+        return cls(k[0, 0], k[1, 1], k[0, 2], k[1, 2], width, height)
+
+    def matrix_for(self, width: int, height: int) -> Optional[np.ndarray]:
+        """(3, 3) K for a width x height frame when this camera_info is for that size, else None (as the node)."""
+        return matrix_from_camera_info([self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0],
+                                       self.width, self.height, width, height)
 
 
 @dataclass
@@ -309,7 +315,8 @@ def run_policy(events: Iterator, episode: Episode, policy, rate_hz: Optional[flo
                 # (also when the given or recorded one was refused: runner.instruction is what took effect)
                 tried_status_instruction = True
                 runner.set_instruction(episode.status_instruction)
-            if not runner.add_frame(frame.stamp, rgb, frame.frame_id):
+            camera_matrix = episode.intrinsics.matrix_for(rgb.shape[1], rgb.shape[0]) if episode.intrinsics else None
+            if not runner.add_frame(frame.stamp, rgb, frame.frame_id, camera_matrix=camera_matrix):
                 continue
             for runner_step in runner.process():
                 steps.append(step_record(len(steps), runner_step))

@@ -14,11 +14,12 @@ import torch. Conventions (docs/pose_head.md):
 from __future__ import annotations
 
 import abc
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
+
+from sparsevideonav_ros.core.intrinsics import intrinsics_from_fov  # noqa: F401 (re-exported)
 
 
 class PoseEstimationError(RuntimeError):
@@ -128,15 +129,6 @@ def check_frames(current: np.ndarray, futures: Sequence[np.ndarray], intrinsics:
     if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
         raise PoseEstimationError(f"intrinsics must be a finite (3, 3) pinhole matrix with fx, fy > 0, got {k.tolist()}")
     return k
-
-
-def intrinsics_from_fov(width: int, height: int, horizontal_fov_rad: float) -> np.ndarray:
-    """(3, 3) pinhole matrix with square pixels and the principal point at the image centre
-    (pixel centres at integer coordinates, so the centre is ((W - 1) / 2, (H - 1) / 2))."""
-    if not 0.0 < horizontal_fov_rad < math.pi:
-        raise ValueError(f"horizontal_fov_rad must be in (0, pi), got {horizontal_fov_rad}")
-    f = 0.5 * width / math.tan(0.5 * horizontal_fov_rad)
-    return np.array([[f, 0.0, 0.5 * (width - 1)], [0.0, f, 0.5 * (height - 1)], [0.0, 0.0, 1.0]])
 
 
 def crop_resize_intrinsics(intrinsics: np.ndarray, width: int, height: int, size: int) -> np.ndarray:

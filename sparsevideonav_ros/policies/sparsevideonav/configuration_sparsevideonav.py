@@ -44,9 +44,9 @@ class SparseVideoNavConfig:
     mount_pitch_down_deg: float = param(-5.0, "camera_mount custom: downward tilt of the optical axis (deg; "
                                               "negative = tilted up).")
     mount_forward_m: float = param(0.1, "camera_mount custom: optical centre ahead of base_link (m).")
-    horizontal_fov_deg: float = param(90.0, "Pose head only: horizontal field of view of the camera images (deg), "
-                                            "as camera_node's horizontal_fov_deg; gives the intrinsics of the "
-                                            "cropped, resized frames the estimator sees.")
+    horizontal_fov_deg: float = param(90.0, "Pose head only, used when no camera/camera_info of the images' size "
+                                            "arrives (its K wins): horizontal field of view of the camera images "
+                                            "(deg), as camera_node's horizontal_fov_deg.")
     device: str = param("cpu", "Torch device of the video model and action head (cpu, cuda, cuda:1, ...).")
     dtype: str = param("float32", "Weights and compute precision.", choices=("float32", "bfloat16", "float16"))
     text_encoder_device: str = param("cpu", "Device of umT5 (used once per instruction; cpu keeps GPU memory free).")

@@ -38,7 +38,8 @@ from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav imp
 from sparsevideonav_ros.policies.sparsevideonav.sampling import REFERENCE_LATENTS, future_times_s
 from sparsevideonav_ros.policies.sparsevideonav.text_encoding import InstructionEncoder, make_tiny_text_encoder
 from sparsevideonav_ros.policies.sparsevideonav.transformer import SparseVideoNavTransformer
-from sparsevideonav_ros.policies.sparsevideonav.video_latents import decode_latents, load_vae, tiny_vae_config
+from sparsevideonav_ros.policies.sparsevideonav.video_latents import (decode_latents, load_vae, tiny_vae_config,
+                                                                     use_fast_cpu_kernels)
 
 # Loading happens in a node at start-up: progress bars would only clutter its log.
 import diffusers.utils.logging as _diffusers_logging  # noqa: E402
@@ -70,6 +71,7 @@ class SparseVideoNavModels:
     head_reason: str = ""  # why that head runs (resolve_action_head), for the start-up line
 
     def __post_init__(self) -> None:
+        use_fast_cpu_kernels(self.vae)  # however the VAE was built (loaded, tiny, bench): same kernels
         text_dim = self.transformer.config.text_dim
         if self.text_encoder.hidden_size != text_dim:
             raise CheckpointError(f"text encoder width {self.text_encoder.hidden_size} != backbone text_dim {text_dim}")

@@ -199,12 +199,28 @@ class SparseVideoNavPolicy(Policy):
         rgb = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
         return np.ascontiguousarray(rgb[0]), [np.ascontiguousarray(f) for f in rgb[1:]]
 
+    def camera_intrinsics(self) -> tuple[np.ndarray, str]:
+        """(K (3, 3) px of the newest observation's image, where it came from): the camera's CameraInfo when the
+        observation carries one (Observation.camera_matrix), else a pinhole from horizontal_fov_deg."""
+        latest = self._latest
+        if latest.camera_matrix is not None:
+            return latest.camera_matrix, "camera_info"
+        height, width = latest.rgb.shape[:2]
+        return (intrinsics_from_fov(width, height, math.radians(self.config.horizontal_fov_deg)),
+                f"horizontal_fov_deg {self.config.horizontal_fov_deg:g} (no camera_info for {width}x{height} frames)")
+
+    def status_values(self) -> dict[str, object]:
+        if self.pose_head is None or self._latest is None:
+            return {}
+        return {"pose_intrinsics": self.camera_intrinsics()[1]}
+
     def pose_intrinsics(self, frame_size: int) -> np.ndarray:
-        """(3, 3) pinhole matrix (px) of frame_size x frame_size imagined frames: the camera image
-        (horizontal_fov_deg, the newest observation's size) centre-cropped and resized as preprocess_frame
-        does to the model's image_size, then to frame_size (a decode hook may return another size)."""
+        """(3, 3) pinhole matrix (px) of frame_size x frame_size imagined frames: the camera image's
+        (camera_intrinsics: its CameraInfo, else horizontal_fov_deg) centre-cropped and resized as
+        preprocess_frame does to the model's image_size, then to frame_size (a decode hook may return
+        another size)."""
         height, width = self._latest.rgb.shape[:2]
-        camera = intrinsics_from_fov(width, height, math.radians(self.config.horizontal_fov_deg))
+        camera, _ = self.camera_intrinsics()
         model = crop_resize_intrinsics(camera, width, height, self.models.image_size)
         size = self.models.image_size
         return model if frame_size == size else crop_resize_intrinsics(model, size, size, frame_size)
