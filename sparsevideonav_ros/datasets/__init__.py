@@ -1,0 +1,1 @@
+"""Training data: one episode interface (episodes.py) and adapters from each source to it."""
