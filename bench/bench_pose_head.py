@@ -86,13 +86,14 @@ def main() -> int:
 
     from sparsevideonav_ros.policies.pose_estimators.da3_estimator import (TINY, Da3EstimatorConfig, Da3PoseEstimator,
                                                                            build_network, load_folder, save_folder)
+    from sparsevideonav_ros.policies.pose_estimators.mount import GroundScaleConfig
     print(f"\n2. da3 tiny random network (wiring size) + projection, 9 frames {size}x{size}")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_folder(build_network("da3-small", TINY), Path(tmp) / "tiny", "da3-small", TINY)
         net, info = load_folder(folder)
     for res in (56, 140):
-        estimator = Da3PoseEstimator(net, info, mount, Da3EstimatorConfig(process_res=res, min_ground_points=1))
+        estimator = Da3PoseEstimator(net, info, mount, Da3EstimatorConfig(process_res=res, ground=GroundScaleConfig(min_points=1)))
         head = PoseHead(estimator, mount)
         head.plan(0.0, frames[0], frames[1:], k)
         total = _median_time(lambda: head.plan(0.0, frames[0], frames[1:], k), args.repeats)

@@ -13,11 +13,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("depth_anything_3.model.da3")
 
 from sparsevideonav_ros.policies.pose_estimators import make_estimator  # noqa: E402
-from sparsevideonav_ros.policies.pose_estimators.base import PoseEstimationError, intrinsics_from_fov  # noqa: E402
+from sparsevideonav_ros.policies.pose_estimators.base import (PoseEstimationError, intrinsics_from_fov,  # noqa: E402
+                                                              resize_intrinsics)
 from sparsevideonav_ros.policies.pose_estimators.da3_estimator import (TINY, Da3EstimatorConfig, Da3PoseEstimator,  # noqa: E402
                                                                        build_network, licence_of, load_folder,
                                                                        save_folder)
-from sparsevideonav_ros.policies.pose_estimators.mount import MOUNT_PRESETS, invert_transform  # noqa: E402
+from sparsevideonav_ros.policies.pose_estimators.mount import MOUNT_PRESETS, GroundScaleConfig, invert_transform  # noqa: E402
 
 MOUNT = MOUNT_PRESETS["osmo"]
 SIZE = 64
@@ -75,7 +76,8 @@ def test_forward_shapes_and_reference_pinned_to_the_current_frame(tiny_folder, m
         return index
 
     monkeypatch.setattr(vt, "select_reference_view", spy)
-    estimator = make_estimator("da3", MOUNT, weights=str(tiny_folder[0]), process_res=56, min_ground_points=1)
+    estimator = make_estimator("da3", MOUNT, weights=str(tiny_folder[0]), process_res=56,
+                               ground=GroundScaleConfig(min_points=1))
     frames = _frames(9)
     x = estimator.preprocess(frames)
     assert tuple(x.shape) == (1, 9, 3, 56, 56)
@@ -88,21 +90,33 @@ def test_forward_shapes_and_reference_pinned_to_the_current_frame(tiny_folder, m
 
 
 def test_world_to_camera_is_inverted_and_scaled_from_the_ground():
-    # A stand-in for the network with known outputs: world = camera 0 at an arbitrary pose, camera k
-    # 0.5 m * k ahead (in camera 0's frame), depth = the ground plane seen from the mount, all at DA3
-    # scale 1/4 (so the ground says 4x). The estimator must return camera k in camera 0's frame, in metres.
+    # A stand-in for the network with known outputs: world = camera 0 at an arbitrary pose, camera k turned
+    # 0.04 k rad about the camera's vertical and 0.5 m * k ahead (in camera 0's frame), depth = the ground
+    # plane seen from the mount through the depth map's own intrinsics, all at DA3 scale 1/4 (so the ground
+    # says 4x). Frames are 40x64, so the processed size differs per axis and the intrinsics must be rescaled
+    # per axis. The estimator must return camera k in camera 0's frame, in metres, rotation included.
+    height, width = 40, 64  # processed to 28 x 56: x and y scale differently (0.7 vs 0.875)
+    frames_k = intrinsics_from_fov(width, height, math.radians(70.0))
+    truth = []
+    for k in range(1, 9):
+        cam0_from_camk = np.eye(4)
+        cam0_from_camk[:3, :3] = _rot(0.0, 0.04 * k, 0.0)
+        cam0_from_camk[:3, 3] = (0.02 * k, 0.0, 0.5 * k)
+        truth.append(cam0_from_camk)
+
     class Fake(Da3PoseEstimator):
         def forward(self, x):
             n, h, w = x.shape[1], x.shape[3], x.shape[4]
+            assert (h, w) == self.processed_size(height, width) and h != w
             world_from_cam0 = np.eye(4)
             world_from_cam0[:3, :3] = _rot(0.3, -0.2, 0.1)
             world_from_cam0[:3, 3] = (1.0, -2.0, 0.5)
-            cams = []
-            for k in range(n):
-                cam0_from_camk = np.eye(4)
-                cam0_from_camk[:3, 3] = (0.0, 0.0, 0.5 * k * 0.25)
-                cams.append(invert_transform(world_from_cam0 @ cam0_from_camk))
-            kk = intrinsics_from_fov(w, h, math.radians(70.0))
+            cams = [invert_transform(world_from_cam0)]
+            for cam0_from_camk in truth:
+                at_da3_scale = cam0_from_camk.copy()
+                at_da3_scale[:3, 3] *= 0.25
+                cams.append(invert_transform(world_from_cam0 @ at_da3_scale))
+            kk = resize_intrinsics(frames_k, w / width, h / height)
             v, u = np.mgrid[0:h, 0:w]
             rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(kk).T
             up = MOUNT.up_in_camera
@@ -111,13 +125,14 @@ def test_world_to_camera_is_inverted_and_scaled_from_the_ground():
             return np.stack(cams), np.repeat(z[None], n, axis=0)
 
     estimator = Fake(torch.nn.Identity(), {"model_name": "da3-small", "licence": "Apache-2.0"}, MOUNT,
-                     Da3EstimatorConfig(process_res=56))
-    frames = _frames(9)
-    estimate = estimator.estimate(frames[0], frames[1:], intrinsics_from_fov(SIZE, SIZE, math.radians(70.0)))
+                     Da3EstimatorConfig(process_res=56, ground_stride=2))  # a small depth map: a finer grid
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(9)]
+    estimate = estimator.estimate(frames[0], frames[1:], frames_k)
     assert estimate.valid.all(), estimate.reasons
     for k in range(8):
-        np.testing.assert_allclose(estimate.camera_to_reference[k][:3, :3], np.eye(3), atol=1e-9)
-        np.testing.assert_allclose(estimate.camera_to_reference[k][:3, 3], (0, 0, 0.5 * (k + 1)), atol=0.02)
+        np.testing.assert_allclose(estimate.camera_to_reference[k][:3, :3], truth[k][:3, :3], atol=1e-9)
+        np.testing.assert_allclose(estimate.camera_to_reference[k][:3, 3], truth[k][:3, 3], rtol=0.02, atol=0.01)
     assert estimate.info["scale"] == pytest.approx(4.0, rel=0.02)
 
 

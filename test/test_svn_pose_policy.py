@@ -160,6 +160,35 @@ def test_the_camera_info_matrix_wins_over_the_fov_parameter(pose_models):
             Observation(stamp=0.0, rgb=frames[0], camera_matrix=bad)
 
 
+def test_preview_and_pose_head_share_one_decode(pose_models):
+    # With preview on, the pose head's frames come out of the preview's full decode: the causal decoder
+    # runs over the 10 latents once per plan (not 10 for the preview + 4 for the pose head), and the frames
+    # it hands the estimator are the ones decode_instants gives.
+    policy = SparseVideoNavPolicy(SparseVideoNavConfig(action_head="pose", preview=True), models=pose_models)
+    policy.set_instruction(INSTRUCTION)
+    calls = []
+    decoder = pose_models.vae.decoder
+    handle = decoder.register_forward_hook(lambda module, args, output: calls.append(1))
+    seen = {}
+    decode = policy.decode_imagined_instants
+
+    def spy(latents):
+        seen["latents"], seen["frames"] = latents, decode(latents)
+        return seen["frames"]
+
+    policy.imagined_frames = spy
+    try:
+        plans = run(policy, noise(12))
+    finally:
+        handle.remove()
+    assert plans[-1].preview is not None and plans[-1].preview.shape == (128, 256, 3)
+    assert len(calls) == 10, len(calls)  # 10 latents, decoded once
+    current, futures = seen["frames"]
+    exact = decode_instants(pose_models.vae, seen["latents"], [1, 2, 3])[0]
+    exact = ((exact.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy()
+    assert np.abs(current.astype(int) - exact[0]).max() <= 1 and np.abs(futures[1].astype(int) - exact[2]).max() <= 1
+
+
 def test_a_hook_with_the_wrong_number_of_instants_is_an_error(pose_models):
     frames, _ = _walk(MOUNT_PRESETS["osmo"], times=(1.0,))
     policy = SparseVideoNavPolicy(SparseVideoNavConfig(action_head="pose"), models=pose_models)

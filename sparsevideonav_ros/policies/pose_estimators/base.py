@@ -131,6 +131,18 @@ def check_frames(current: np.ndarray, futures: Sequence[np.ndarray], intrinsics:
     return k
 
 
+def resize_intrinsics(intrinsics: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
+    """(3, 3) K of an image resized by (scale_x, scale_y); pixel centres at integer coordinates, so a
+    resize maps u -> (u + 0.5) * scale - 0.5."""
+    k = np.asarray(intrinsics, dtype=float).copy()
+    k[0, 0] *= scale_x
+    k[0, 1] *= scale_x
+    k[1, 1] *= scale_y
+    k[0, 2] = (k[0, 2] + 0.5) * scale_x - 0.5
+    k[1, 2] = (k[1, 2] + 0.5) * scale_y - 0.5
+    return k
+
+
 def crop_resize_intrinsics(intrinsics: np.ndarray, width: int, height: int, size: int) -> np.ndarray:
     """Intrinsics of the policy's frames: centre-cropped to a square, resized to ``size`` x ``size``
     (how SparseVideoNav prepares frames). intrinsics: (3, 3) of the width x height camera image."""
@@ -138,11 +150,4 @@ def crop_resize_intrinsics(intrinsics: np.ndarray, width: int, height: int, size
     side = min(width, height)
     k[0, 2] -= 0.5 * (width - side)
     k[1, 2] -= 0.5 * (height - side)
-    scale = size / side
-    # Pixel centres at integer coordinates: a resize maps u -> (u + 0.5) * scale - 0.5.
-    k[0, 0] *= scale
-    k[1, 1] *= scale
-    k[0, 1] *= scale
-    k[0, 2] = (k[0, 2] + 0.5) * scale - 0.5
-    k[1, 2] = (k[1, 2] + 0.5) * scale - 0.5
-    return k
+    return resize_intrinsics(k, size / side, size / side)

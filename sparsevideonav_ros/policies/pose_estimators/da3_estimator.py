@@ -24,7 +24,6 @@ fitted with the mount's normal, and its distance is set to the mount height (sam
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +32,10 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from sparsevideonav_ros.policies.pose_estimators.base import PoseEstimate, PoseEstimationError, PoseEstimator, check_frames
-from sparsevideonav_ros.policies.pose_estimators.mount import CameraMount, fit_ground_plane, invert_transform
+from sparsevideonav_ros.policies.pose_estimators.base import (PoseEstimate, PoseEstimationError, PoseEstimator,
+                                                              check_frames, resize_intrinsics)
+from sparsevideonav_ros.policies.pose_estimators.mount import (CameraMount, GroundScaleConfig, ground_scale,
+                                                               invert_transform)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -144,14 +145,12 @@ def load_folder(folder: Union[str, Path]) -> tuple[torch.nn.Module, dict[str, An
 @dataclass(frozen=True)
 class Da3EstimatorConfig:
     """process_res: longest side the frames are resized to (px, rounded to a multiple of 14; the DA3
-    default is 504). min_ground_points: ground pixels (of a grid every ``ground_stride`` px) needed
-    for the scale. max_ground_tilt_deg / ground_tolerance: as in the opencv estimator."""
+    default is 504). ground: the metric-scale step shared with the opencv estimator
+    (mount.GroundScaleConfig; min_points counts depth pixels of a grid every ``ground_stride`` px)."""
 
     process_res: int = 504
     ground_stride: int = 4
-    min_ground_points: int = 50
-    max_ground_tilt_deg: float = 10.0
-    ground_tolerance: float = 0.15
+    ground: GroundScaleConfig = GroundScaleConfig(min_points=50)
     device: str = "cpu"
 
 
@@ -227,34 +226,22 @@ class Da3PoseEstimator(PoseEstimator):
         if not (np.all(np.isfinite(extrinsics)) and np.all(np.isfinite(depth[0]))):
             return PoseEstimate.all_invalid(n, "non_finite: Depth Anything 3 returned NaN/inf", **info)
         relative = extrinsics[0] @ invert_transform(extrinsics[1:])  # camera k -> world -> camera 0
-        distance, ground_points, tilt = self._ground_distance(depth[0], k, current.shape[:2])
-        info.update(ground_points=ground_points, ground_tilt_deg=math.degrees(tilt) if math.isfinite(tilt) else tilt)
+        scale, reason, ground_diag = ground_scale(self._depth_points(depth[0], k, current.shape[:2]), self.mount,
+                                                  self.config.ground, "depth pixels")
+        info.update(ground_diag)
         timings["scale_s"] = clock() - start
-        if ground_points < self.config.min_ground_points:
-            return PoseEstimate.all_invalid(n, f"ground_not_visible: {ground_points} ground pixels < "
-                                               f"{self.config.min_ground_points}", **info)
-        if not math.isfinite(distance):
-            return PoseEstimate.all_invalid(n, f"ground_inconsistent: ground normal {math.degrees(tilt):.1f} deg off "
-                                               f"the mount's", **info)
-        relative[:, :3, 3] *= self.mount.height_m / distance
-        info["scale"] = self.mount.height_m / distance
+        if reason:
+            return PoseEstimate.all_invalid(n, reason, **info)
+        relative[:, :3, 3] *= scale
         return PoseEstimate(relative, np.ones(n, bool), np.ones(n), ("",) * n, info=info, timings_s=timings)
 
-    def _ground_distance(self, depth: np.ndarray, intrinsics: np.ndarray, size_hw: tuple[int, int]):
-        """Camera-to-ground distance in DA3's scale from the current view's depth (H', W')."""
+    def _depth_points(self, depth: np.ndarray, intrinsics: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+        """(M, 3) camera-frame points in DA3's scale from the current view's depth (H', W'), on a grid every
+        ground_stride px; intrinsics (3, 3) are of the size_hw frames, rescaled to the depth map's size."""
         h, w = depth.shape
-        sx, sy = w / size_hw[1], h / size_hw[0]
-        k = intrinsics.copy()
-        k[0, 0] *= sx
-        k[1, 1] *= sy
-        k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
-        k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
+        k = resize_intrinsics(intrinsics, w / size_hw[1], h / size_hw[0])
         s = self.config.ground_stride
         v, u = np.mgrid[s // 2:h:s, s // 2:w:s]
+        z = depth[v.ravel(), u.ravel()]
         rays = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], axis=1) @ np.linalg.inv(k).T
-        points = rays * depth[v.ravel(), u.ravel()][:, None]
-        up = self.mount.up_in_camera
-        below = (depth[v.ravel(), u.ravel()] > 0) & (points @ up < 0)
-        distance, inliers, tilt = fit_ground_plane(points[below], up, relative_tolerance=self.config.ground_tolerance,
-                                                   max_tilt_rad=math.radians(self.config.max_ground_tilt_deg))
-        return distance, int(inliers.sum()), tilt
+        return (rays * z[:, None])[z > 0]

@@ -140,3 +140,73 @@ def fit_ground_plane(points: np.ndarray, up: np.ndarray, *, relative_tolerance: 
     if tilt > max_tilt_rad:
         return math.nan, inliers, tilt
     return d, inliers, tilt
+
+
+def body_motion(mount: CameraMount, camera_motion: np.ndarray) -> np.ndarray:
+    """Camera motion -> base_link motion through the rigid mount: T_base = M T_cam M^-1 (..., 4, 4).
+
+    camera_motion maps points of a later camera frame into the earlier one (camera_to_reference);
+    the result maps points of the later base_link frame into the earlier base_link frame."""
+    base_from_camera = mount.base_from_camera
+    return base_from_camera @ np.asarray(camera_motion, dtype=float) @ invert_transform(base_from_camera)
+
+
+def camera_motion(mount: CameraMount, body: np.ndarray) -> np.ndarray:
+    """Inverse of body_motion: base_link motion (..., 4, 4) -> the camera motion it implies."""
+    base_from_camera = mount.base_from_camera
+    return invert_transform(base_from_camera) @ np.asarray(body, dtype=float) @ base_from_camera
+
+
+@dataclass(frozen=True)
+class GroundScaleConfig:
+    """The metric-scale step both estimators share (docs/pose_head.md).
+
+    min_points: ground inliers needed (estimator-specific units: triangulated points, depth pixels).
+    max_tilt_deg: fitted ground normal vs the mount's up. tolerance: relative height band of ground
+    inliers. max_disagreement: near vs far ground halves' heights may differ by this fraction.
+    """
+
+    min_points: int = 20
+    max_tilt_deg: float = 10.0
+    tolerance: float = 0.15
+    max_disagreement: float = 0.15
+
+
+def ground_scale(points: np.ndarray, mount: CameraMount, config: GroundScaleConfig,
+                 what: str = "points") -> tuple[float, str, dict]:
+    """Scale that makes up-to-scale camera-frame points (N, 3) stand on the mount's ground plane.
+
+    Only points below the camera (along the mount's up) are candidates; fit_ground_plane finds the
+    plane, then its near and far halves (by depth, z) must agree on the camera height. Returns
+    (scale: metres per unit of ``points``, '' ) or (NaN, reason) with the failed check and its numbers
+    (ground_not_visible / ground_inconsistent / inconsistent_scale), plus diagnostics.
+    """
+    p = np.asarray(points, dtype=float).reshape(-1, 3)
+    up = mount.up_in_camera
+    candidates = p[np.all(np.isfinite(p), axis=1)]
+    candidates = candidates[candidates @ up < 0]
+    diag: dict = {"ground_candidates": int(len(candidates))}
+    if len(candidates) < config.min_points:
+        return math.nan, f"ground_not_visible: {len(candidates)} {what} below the camera < {config.min_points}", diag
+    distance, ground, tilt = fit_ground_plane(candidates, up, relative_tolerance=config.tolerance,
+                                              max_tilt_rad=math.radians(config.max_tilt_deg))
+    diag.update(ground_points=int(ground.sum()), ground_tilt_deg=math.degrees(tilt) if math.isfinite(tilt) else tilt)
+    if ground.sum() < config.min_points:
+        return math.nan, f"ground_not_visible: {int(ground.sum())} ground-plane inliers < {config.min_points}", diag
+    if not math.isfinite(distance):
+        return (math.nan, f"ground_inconsistent: ground normal {math.degrees(tilt):.1f} deg off the mount's "
+                          f"(> {config.max_tilt_deg:g})", diag)
+    # Near and far halves of the ground must agree on the camera height (a ramp, a curved "ground" or
+    # biased far-range geometry would not).
+    g = candidates[ground]
+    heights = -(g @ up)
+    median_depth = np.median(g[:, 2])
+    near, far = heights[g[:, 2] <= median_depth], heights[g[:, 2] > median_depth]
+    if len(near) and len(far):
+        disagreement = abs(float(np.median(near) - np.median(far))) / distance
+        diag["scale_disagreement"] = disagreement
+        if disagreement > config.max_disagreement:
+            return math.nan, f"inconsistent_scale: near/far ground scales differ by {disagreement:.0%}", diag
+    scale = mount.height_m / distance
+    diag["scale"] = scale
+    return scale, "", diag

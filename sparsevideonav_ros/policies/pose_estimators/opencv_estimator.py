@@ -9,11 +9,12 @@ Per pair of frames (a, b):
    that turn about base_link (the camera centre sweeps the mount offset around it), flagged
    ``rotation_only``, with the measured ``parallax_px`` in the frame's diagnostics.
 4. Metric scale from the ground: the inliers are triangulated in camera a, points below the camera
-   go through a RANSAC plane fit whose normal must lie within ``max_ground_tilt_deg`` of the mount's
-   up direction, and the scale makes the camera-to-plane distance equal the mount height.
-   Fallback when the ground is not visible (too few ground points) or disagrees with itself (near
-   and far ground points give scales more than ``max_scale_disagreement`` apart): the frame is
-   refused (``ground_not_visible`` / ``inconsistent_scale``). No other scale source is guessed.
+   go through a RANSAC plane fit whose normal must lie within ``ground.max_tilt_deg`` of the mount's
+   up direction, and the scale makes the camera-to-plane distance equal the mount height
+   (mount.ground_scale, shared with the da3 estimator). Fallback when the ground is not visible (too few
+   ground points) or disagrees with itself (near and far ground points give scales more than
+   ``ground.max_disagreement`` apart): the frame is refused (``ground_not_visible`` /
+   ``inconsistent_scale``). No other scale source is guessed.
 
 Frames are paired as a chain (current -> f1 -> f2 -> ...; neighbours overlap most, the imagined
 future reaches 20 s ahead) or each future frame against the current one (``pairing="reference"``).
@@ -30,7 +31,8 @@ import cv2
 import numpy as np
 
 from sparsevideonav_ros.policies.pose_estimators.base import PoseEstimate, PoseEstimator, check_frames
-from sparsevideonav_ros.policies.pose_estimators.mount import CameraMount, fit_ground_plane, invert_transform
+from sparsevideonav_ros.policies.pose_estimators.mount import (CameraMount, GroundScaleConfig, body_motion,
+                                                               camera_motion, ground_scale, invert_transform)
 
 FEATURES = ("sift", "orb")
 PAIRINGS = ("chain", "reference")
@@ -43,10 +45,8 @@ class OpenCVEstimatorConfig:
     features: sift | orb. max_features: per frame. ratio: Lowe ratio for k-NN matches.
     ransac_threshold_px: essential-matrix RANSAC inlier distance. min_matches / min_inliers /
     min_inlier_fraction: refuse a pair below these. parallax_min_px: rotation-only below this 90th-percentile
-    residual. min_ground_points: refuse the scale below this many ground inliers.
-    max_ground_tilt_deg: fitted ground normal vs mount up. ground_tolerance: relative height band of
-    ground inliers. max_scale_disagreement: near vs far ground scale
-    (fraction). min_triangulation_angle_deg: points with less parallax are too noisy to triangulate.
+    residual. ground: the metric-scale step (mount.GroundScaleConfig; min_points counts triangulated
+    ground points). min_triangulation_angle_deg: points with less parallax are too noisy to triangulate.
     pairing: chain | reference.
     """
 
@@ -58,10 +58,7 @@ class OpenCVEstimatorConfig:
     min_inliers: int = 25
     min_inlier_fraction: float = 0.3
     parallax_min_px: float = 0.8
-    min_ground_points: int = 20
-    max_ground_tilt_deg: float = 10.0
-    ground_tolerance: float = 0.15
-    max_scale_disagreement: float = 0.15
+    ground: GroundScaleConfig = GroundScaleConfig(min_points=20)
     min_triangulation_angle_deg: float = 0.3
     pairing: str = "chain"
 
@@ -160,12 +157,11 @@ class OpenCVPoseEstimator(PoseEstimator):
             # translation this implies stays within what the parallax threshold can hide.
             cam_a_from_b = np.eye(4)
             cam_a_from_b[:3, :3] = r_rot.T  # X_b = R X_a  ->  X_a = R^T X_b
-            base_from_camera = self.mount.base_from_camera
-            body = base_from_camera @ cam_a_from_b @ invert_transform(base_from_camera)
+            body = body_motion(self.mount, cam_a_from_b)
             yaw = math.atan2(body[1, 0], body[0, 0])
             turn = np.eye(4)
             turn[:2, :2] = [[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]]
-            t_ab = invert_transform(base_from_camera) @ turn @ base_from_camera
+            t_ab = camera_motion(self.mount, turn)
             diag["rotation_only"] = True
             return _Link(t_ab, confidence=float(fraction), rotation_only=True, diagnostics=diag)
 
@@ -197,42 +193,14 @@ class OpenCVPoseEstimator(PoseEstimator):
         angle = np.degrees(np.arccos(np.clip(np.sum(ray_a * ray_b, axis=1), -1, 1)))
         ok = (np.all(np.isfinite(x3), axis=1) & (x3[:, 2] > 0) & (x3_b[:, 2] > 0)
               & (angle > cfg.min_triangulation_angle_deg))
-        up = self.mount.up_in_camera
-        below = ok & (x3 @ up < 0)
-        candidates = x3[below]
-        diag["ground_candidates"] = int(len(candidates))
-        if len(candidates) < cfg.min_ground_points:
-            return _Link(None, f"ground_not_visible: {len(candidates)} triangulated points below the camera "
-                               f"< {cfg.min_ground_points}", diagnostics=diag)
-        distance, ground, tilt = fit_ground_plane(candidates, up, relative_tolerance=cfg.ground_tolerance,
-                                                  max_tilt_rad=math.radians(cfg.max_ground_tilt_deg))
-        n_ground = int(ground.sum())
-        diag["ground_points"] = n_ground
-        diag["ground_tilt_deg"] = math.degrees(tilt) if math.isfinite(tilt) else tilt
-        if n_ground < cfg.min_ground_points:
-            return _Link(None, f"ground_not_visible: {n_ground} ground-plane inliers < {cfg.min_ground_points}",
-                         diagnostics=diag)
-        if not math.isfinite(distance):
-            return _Link(None, f"ground_inconsistent: ground normal {math.degrees(tilt):.1f} deg off the mount's "
-                               f"(> {cfg.max_ground_tilt_deg})", diagnostics=diag)
-        # Near and far halves of the ground must agree on the camera height (a ramp, a curved "ground"
-        # or biased far-range triangulation would not).
-        g = candidates[ground]
-        depth = g[:, 2]
-        heights = -(g @ up)
-        near, far = heights[depth <= np.median(depth)], heights[depth > np.median(depth)]
-        if len(near) and len(far):
-            disagreement = abs(float(np.median(near) - np.median(far))) / distance
-            diag["scale_disagreement"] = disagreement
-            if disagreement > cfg.max_scale_disagreement:
-                return _Link(None, f"inconsistent_scale: near/far ground scales differ by {disagreement:.0%}",
-                             diagnostics=diag)
-        scale = self.mount.height_m / distance
-        diag["scale"] = scale
+        scale, reason, ground_diag = ground_scale(x3[ok], self.mount, cfg.ground, "triangulated points")
+        diag.update(ground_diag)
+        if reason:
+            return _Link(None, reason, diagnostics=diag)
         t_ba = np.eye(4)
         t_ba[:3, :3] = r
         t_ba[:3, 3] = t * scale
-        confidence = float(count / len(good)) * min(1.0, n_ground / (2.0 * cfg.min_ground_points))
+        confidence = float(count / len(good)) * min(1.0, diag["ground_points"] / (2.0 * cfg.ground.min_points))
         return _Link(invert_transform(t_ba), confidence=confidence, diagnostics=diag)
 
     def estimate(self, current: np.ndarray, futures: Sequence[np.ndarray], intrinsics: np.ndarray) -> PoseEstimate:

@@ -325,18 +325,25 @@ class SparseVideoNavActionHead(ModelMixin, ConfigMixin):
     # -- training and sampling -----------------------------------------------------------------
     def training_loss(self, actions: torch.Tensor, future_latents: torch.Tensor, text_embeds: torch.Tensor,
                       text_mask: Optional[torch.Tensor] = None,
-                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                      generator: Optional[torch.Generator] = None, noise: Optional[torch.Tensor] = None,
+                      timesteps: Optional[torch.Tensor] = None) -> torch.Tensor:
         """DDIM x0-regression loss: MSE between the predicted and the true clean normalised actions.
 
         actions (B, 8, 3) metres/radians. One random timestep and noise per sample (drawn from
-        ``generator`` when given). Returns a scalar (float32).
+        ``generator`` when given), or given: noise (B, 8, 3) standard normal, timesteps (B,) int in
+        [0, num_train_timesteps) (the trainer draws them per global batch, so a sample's noise does not
+        depend on the process it lands on). Returns a scalar (float32).
         """
         clean = self.normalize_actions(actions.to(self._param_dtype))
         batch, device = clean.shape[0], clean.device
-        noise = randn_tensor(clean.shape, generator=generator, device=device, dtype=clean.dtype)
-        draw_device = generator.device if generator is not None else device
-        timesteps = torch.randint(0, self.head_config.num_train_timesteps, (batch,), generator=generator,
-                                  device=draw_device).to(device)
+        if noise is None:
+            noise = randn_tensor(clean.shape, generator=generator, device=device, dtype=clean.dtype)
+        noise = noise.to(device=device, dtype=clean.dtype)
+        if timesteps is None:
+            draw_device = generator.device if generator is not None else device
+            timesteps = torch.randint(0, self.head_config.num_train_timesteps, (batch,), generator=generator,
+                                      device=draw_device)
+        timesteps = timesteps.to(device)
         noisy = self.noise_scheduler.add_noise(clean, noise, timesteps)
         predicted = self(noisy, timesteps, future_latents, text_embeds, text_mask)
         return F.mse_loss(predicted.float(), clean.float())

@@ -98,14 +98,16 @@ class SparseVideoNavModels:
         device = self.transformer.device
         return embeds.to(device, self.transformer.dtype), mask.to(device)
 
-    def preview_mosaic(self, latents: torch.Tensor) -> np.ndarray:
+    def preview_mosaic(self, latents: torch.Tensor, frames: Optional[torch.Tensor] = None) -> np.ndarray:
         """Decoded sparse future as a 2 x 4 RGB mosaic (uint8), each tile labelled with its time ahead.
 
         latents: (1, 16, 10, h, w) = 2 reference + 8 future latents. With the causal VAE, latent i >= 1
-        decodes to frames 4i-3 .. 4i; the last of them stands for that latent's instant.
+        decodes to frames 4i-3 .. 4i; the last of them stands for that latent's instant. frames: their
+        decode (3, 37, H, W) in [-1, 1] when the caller already has it (the pose head), else decoded here.
         """
         import cv2
-        frames = decode_latents(self.vae, latents.to(self.vae.dtype))[0]  # (3, T, H, W) in [-1, 1]
+        if frames is None:
+            frames = decode_latents(self.vae, latents.to(self.vae.dtype))[0]  # (3, T, H, W) in [-1, 1]
         tiles = []
         for index, seconds in zip(range(REFERENCE_LATENTS, latents.shape[2]), future_times_s()):
             tile = ((frames[:, 4 * index].float().clamp(-1, 1) + 1) * 127.5).byte().permute(1, 2, 0).cpu().numpy()

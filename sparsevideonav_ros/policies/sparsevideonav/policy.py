@@ -33,6 +33,7 @@ from sparsevideonav_ros.policies.sparsevideonav.pose_head import (FUTURE_TIMES_S
                                                                   PoseHeadConfig, instant_frame_indices)
 from sparsevideonav_ros.policies.sparsevideonav.sampling import REFERENCE_LATENTS, sample_sparse_future
 from sparsevideonav_ros.policies.sparsevideonav.video_latents import (StreamingVideoEncoder, decode_instants,
+                                                                       decode_latents,
                                                                        encode_clip, preprocess_frame)
 
 FRAMES_PER_CHUNK = 4
@@ -76,6 +77,7 @@ class SparseVideoNavPolicy(Policy):
         self._frames_seen = 0
         self._latest: Optional[Observation] = None
         self._last_plan: Optional[Plan] = None
+        self._decoded_for_preview: Optional[tuple[torch.Tensor, torch.Tensor]] = None  # (latents, all frames)
 
     def set_instruction(self, text: str) -> None:
         super().set_instruction(text)
@@ -195,7 +197,13 @@ class SparseVideoNavPolicy(Policy):
         """
         current, futures = instant_frame_indices()
         wanted = [current, *futures[: self.config.pose_future_instants]]
-        frames = decode_instants(self.models.vae, latents, [index // 4 for index in wanted])[0]  # (3, n, S, S)
+        if self.config.preview:
+            # The preview mosaic needs every instant: decode all latents once, for both (_plan_now reuses it).
+            full = decode_latents(self.models.vae, latents)[0]  # (3, 37, S, S)
+            self._decoded_for_preview = (latents, full)
+            frames = full[:, wanted]
+        else:
+            frames = decode_instants(self.models.vae, latents, [index // 4 for index in wanted])[0]  # (3, n, S, S)
         rgb = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
         return np.ascontiguousarray(rgb[0]), [np.ascontiguousarray(f) for f in rgb[1:]]
 
@@ -258,8 +266,10 @@ class SparseVideoNavPolicy(Policy):
             plan = self.pose_plan(stamp, latents, timings)
             if self.config.preview:
                 start = clock()
+                decoded, self._decoded_for_preview = self._decoded_for_preview, None
                 with torch.no_grad():
-                    plan.preview = self.models.preview_mosaic(latents)
+                    plan.preview = self.models.preview_mosaic(
+                        latents, frames=decoded[1] if decoded is not None and decoded[0] is latents else None)
                 timings["preview_decode_s"] = clock() - start
             return plan
         with torch.no_grad():

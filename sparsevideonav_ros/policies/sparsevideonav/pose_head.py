@@ -40,7 +40,7 @@ import numpy as np
 from sparsevideonav_ros.core import se2
 from sparsevideonav_ros.policies.base import Plan
 from sparsevideonav_ros.policies.pose_estimators.base import PoseEstimate, PoseEstimator
-from sparsevideonav_ros.policies.pose_estimators.mount import CameraMount, invert_transform
+from sparsevideonav_ros.policies.pose_estimators.mount import CameraMount, body_motion
 
 # Seconds after T that the 8 sparse future latents stand for (latent offsets 0, 1, 4, ..., 19 after the
 # reference, 1 s per latent chunk at 4 FPS). Kept equal to sampling.future_times_s() by a test; not
@@ -90,9 +90,7 @@ def camera_poses_to_waypoints(camera_to_reference: np.ndarray, mount: CameraMoun
     expressed in base_link at T; tilt (K,) rad = how far the implied body motion rolls/pitches, which a
     ground robot's should not).
     """
-    t = np.asarray(camera_to_reference, dtype=float).reshape(-1, 4, 4)
-    base_from_camera = mount.base_from_camera
-    body = base_from_camera @ t @ invert_transform(base_from_camera)  # base_k -> base_T
+    body = body_motion(mount, np.asarray(camera_to_reference, dtype=float).reshape(-1, 4, 4))  # base_k -> base_T
     yaw = np.arctan2(body[:, 1, 0], body[:, 0, 0])
     waypoints = np.stack([body[:, 0, 3], body[:, 1, 3], yaw], axis=1)
     tilt = np.arccos(np.clip(body[:, 2, 2], -1.0, 1.0))
