@@ -1,0 +1,70 @@
+"""Which samples an action-head run trains on: the planning frames of the episodes, their cached futures
+and their labels."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from sparsevideonav_ros.datasets.episodes import Episode
+from sparsevideonav_ros.training.future_cache import FutureCache, ShardReader, episode_fingerprint
+from sparsevideonav_ros.training.labels import ACTIONS, episode_labels, planning_frames
+from sparsevideonav_ros.training.trainer import TrainingSample
+
+
+@dataclass
+class SampleSummary:
+    planning_frames: int = 0
+    samples: int = 0
+    not_cached: int = 0  # planning frames whose future is missing from the cache
+    no_label: int = 0  # odometry/dataset: the episode ends before 8 motions after the frame
+    refused: list = field(default_factory=list)  # relabel: (episode_id, frame, reason)
+
+    def to_dict(self) -> dict:
+        reasons: dict[str, int] = {}
+        for _, _, reason in self.refused:
+            reasons[reason.split(":")[0]] = reasons.get(reason.split(":")[0], 0) + 1
+        return {"planning_frames": self.planning_frames, "samples": self.samples, "not_cached": self.not_cached,
+                "no_label": self.no_label, "refused_by_pose_head": len(self.refused), "refusals": reasons}
+
+
+def frames_needing_futures(episode: Episode, labels: str, min_frames: int = 12, every: int = 4) -> list[int]:
+    """Planning frames worth imagining: every one for relabel (labels come from the imagined frames), those
+    with 8 known motions after them for odometry/dataset (no backbone time spent on frames without a label)."""
+    frames = planning_frames(len(episode), min_frames, every)
+    if labels == "relabel":
+        return frames
+    return [t for t in frames if episode_labels(episode, t, labels) is not None]
+
+
+def training_samples(cache: FutureCache, episodes: Sequence[Episode], labels: str, min_frames: int = 12,
+                     every: int = 4) -> tuple[dict[str, list[TrainingSample]], SampleSummary]:
+    """{episode_id: [TrainingSample]} over the planning frames with a cached future and a label."""
+    index = cache.index()
+    reader = ShardReader()
+    summary = SampleSummary()
+    out: dict[str, list[TrainingSample]] = {}
+    for episode in episodes:
+        fingerprint = episode_fingerprint(episode.instruction, episode.stamps_s)
+        samples = out.setdefault(episode.episode_id, [])
+        for frame in planning_frames(len(episode), min_frames, every):
+            summary.planning_frames += 1
+            entry = index.get((episode.episode_id, frame))
+            if entry is None or entry.fingerprint != fingerprint:
+                summary.not_cached += 1
+                continue
+            if labels == "relabel":
+                if entry.refusal:
+                    summary.refused.append((episode.episode_id, frame, entry.refusal))
+                    continue
+                actions = reader.row(entry, "relabel_actions").numpy().astype(float)
+            else:
+                actions = episode_labels(episode, frame, labels)
+                if actions is None:
+                    summary.no_label += 1
+                    continue
+            assert actions.shape == (ACTIONS, 3) and np.all(np.isfinite(actions)), (episode.where(frame), actions)
+            samples.append(TrainingSample(entry, actions))
+            summary.samples += 1
+    return out, summary
