@@ -73,6 +73,7 @@ class RecordedEpisode:
     bridge_backend: str = ""  # go2/status 'backend' (sim | unitree)
     policy_name: str = ""  # policy/status 'policy'
     instructions: list = field(default_factory=list)  # (receive time s, text)
+    first_frame_s: Optional[float] = None  # receive time of the first camera frame (s), None without frames
     topics: dict = field(default_factory=dict)  # role -> topic name
 
 
@@ -169,6 +170,13 @@ def late_start_warnings(episode: RecordedEpisode, thresholds: MotionThresholds =
         warnings.append(f"the bag starts after motion began: cmd_vel was nonzero "
                         f"{first_time - moving_commands[0, 0]:.2f} s before the first odometry "
                         f"({into_bag:.2f} s into the bag)")
+    if episode.first_frame_s is not None:
+        before = episode.odom_times <= episode.first_frame_s
+        moved = float(np.hypot(*(episode.poses[before][-1, :2] - episode.poses[0, :2]))) if before.any() else 0.0
+        if moved > thresholds.origin_tolerance_m:
+            warnings.append(f"the camera frames start {episode.first_frame_s - episode.bag_start_s:.2f} s into the "
+                            f"bag, after the robot had moved {moved:.2f} m: a replay or offline evaluation of this "
+                            f"bag starts mid-run")
     return warnings
 
 
@@ -251,14 +259,16 @@ def episode_metrics(episode: RecordedEpisode, trial: Trial,
 # -- offline evaluation against the recorded run ----------------------------------------------
 
 def offline_metrics(steps: list[dict], odom_stamps: np.ndarray, poses: np.ndarray, goal_xy: np.ndarray,
-                    success_radius_m: float, thresholds: MotionThresholds = MotionThresholds()) -> dict:
+                    success_radius_m: float, start_pose: Optional[np.ndarray] = None,
+                    thresholds: MotionThresholds = MotionThresholds()) -> dict:
     """How a policy evaluated offline on a bag (tools/evaluate steps.json: stamp, state, waypoints in the
     robot frame at the frame's stamp) would have done along the recorded odometry.
 
     The robot did not follow this policy, so nothing here is a driven outcome: the policy's first *stop
     decision* after its first moving plan is taken where the recorded robot was at that frame (state
     ``done``, or a plan that stands still in a state other than NOT_A_STOP_DECISION), and counts as an
-    offline success within ``success_radius_m`` of the goal. goal_progress_m: how much closer to the
+    offline success within ``success_radius_m`` of the goal. A warning says when the policy's first frame
+    is away from ``start_pose`` (the episode's start): the bag's frames begin mid-run. goal_progress_m: how much closer to the
     goal each moving plan's end is than the robot at its frame (m, median; > 0 heads for the goal).
     """
     from sparsevideonav_ros.core import se2
@@ -270,6 +280,7 @@ def offline_metrics(steps: list[dict], odom_stamps: np.ndarray, poses: np.ndarra
     goal_xy = np.asarray(goal_xy[:2], dtype=float)
     progress, inside, inside_stops, premature = [], 0, 0, 0
     first_motion: Optional[int] = None
+    first_pose: Optional[np.ndarray] = None
     decision: Optional[tuple[int, float]] = None  # (step index, distance to the goal then)
     states: dict[str, int] = {}
     for index, step in enumerate(steps):
@@ -282,6 +293,7 @@ def offline_metrics(steps: list[dict], odom_stamps: np.ndarray, poses: np.ndarra
             pose = history.pose_at(float(step["stamp"]))
         except LookupError:
             continue  # no recorded odometry at this frame
+        first_pose = pose if first_pose is None else first_pose
         distance = float(np.hypot(*(pose[:2] - goal_xy)))
         if not stands_still:
             if first_motion is None:
@@ -304,6 +316,12 @@ def offline_metrics(steps: list[dict], odom_stamps: np.ndarray, poses: np.ndarra
             continue
         inside += float(np.hypot(*(pose[:2] - goal_xy))) <= success_radius_m
     compute = [float(s.get("compute_ms", 0.0)) for s in steps]
+    warnings = []
+    if start_pose is not None and first_pose is not None:
+        offset = float(np.hypot(*(first_pose[:2] - np.asarray(start_pose)[:2])))
+        if offset > thresholds.origin_tolerance_m:
+            warnings.append(f"the policy's first frame is {offset:.2f} m from the episode's start pose: the bag's "
+                            f"frames begin after the robot moved, so the policy starts mid-run")
     return {
         "steps": len(steps), "states": states,
         "first_moving_plan_step": first_motion,
@@ -316,14 +334,6 @@ def offline_metrics(steps: list[dict], odom_stamps: np.ndarray, poses: np.ndarra
         "stops_outside_radius": int(premature),
         "compute_ms": {"p50": round(float(np.percentile(compute, 50)), 2),
                        "p95": round(float(np.percentile(compute, 95)), 2)} if compute else {},
+        "warnings": warnings,
     }
 
-
-def success_table(rows: list[dict], policy_key: str = "policy", success_key: str = "success") -> dict:
-    """{(scene, task, policy): (successes, trials)} over episode rows (the paper's Table I cells)."""
-    cells: dict[tuple[str, str, str], list[int]] = {}
-    for row in rows:
-        cell = cells.setdefault((row["scene"], row["task"], row[policy_key]), [0, 0])
-        cell[0] += bool(row[success_key])
-        cell[1] += 1
-    return {key: (value[0], value[1]) for key, value in sorted(cells.items())}

@@ -75,9 +75,20 @@ def read_episode(path: str | Path, odom_topic: Optional[str] = None) -> Recorded
         episode.poses = np.asarray(poses, dtype=float).reshape(-1, 3)
         episode.velocities = np.asarray(velocities, dtype=float).reshape(-1, 3)
         episode.commands = np.asarray(commands, dtype=float).reshape(-1, 4)
+        episode.first_frame_s = first_frame_time(reader)
         return episode
     finally:
         reader.close()
+
+
+def first_frame_time(reader) -> Optional[float]:
+    """Receive time (s) of the first camera frame (compressed, else raw), None without frames; not decoded."""
+    for msg_type, name in (("sensor_msgs/msg/CompressedImage", "camera/image_raw/compressed"),
+                           ("sensor_msgs/msg/Image", "camera/image_raw")):
+        connections = [c for c in reader.connections if c.msgtype == msg_type and c.topic.endswith("/" + name)]
+        for _, bag_ns, _ in bags.messages(reader, connections):
+            return bag_ns * 1e-9
+    return None
 
 
 def is_bag(path: Path) -> bool:
