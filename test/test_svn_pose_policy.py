@@ -294,32 +294,45 @@ def test_evaluate_runs_the_pose_head_on_a_video_and_reports_why_it_stopped(tmp_p
     assert all(s["reason"] == "" for s in steps if s["state"] == "warming_up")
 
 
-def test_train_action_head_relabels_imagined_futures_through_the_pose_head(tiny_models):
+def test_train_action_head_relabels_imagined_futures_through_the_pose_head(tiny_models, tmp_path):
     """--labels relabel: the labels are the motions the pose head reads from the imagined frames (here a
-    rendered straight walk at 0.3 m/s through the hook), not the recorded odometry (here: standing still)."""
-    from sparsevideonav_ros.tools import train_action_head as tah
+    rendered straight walk at 0.3 m/s through the hook), not the recorded odometry (here: standing still);
+    they and the decoded frames are kept in the future cache."""
+    from sparsevideonav_ros.datasets.episodes import CameraModel, Episode, FrameList
+    from sparsevideonav_ros.training.future_cache import FutureCache
+    from sparsevideonav_ros.training.generation import generate_futures
+    from sparsevideonav_ros.training.labels import planning_frames
+    from sparsevideonav_ros.training.samples import training_samples
     mount = MOUNT_PRESETS["osmo"]
     walk, _ = _walk(mount)
     config = SparseVideoNavConfig(sampler_steps=2, horizontal_fov_deg=FOV_DEG, camera_mount="osmo")
     policy = SparseVideoNavPolicy(config, models=tiny_models)
     assert policy.models.head == "dit"  # relabelling trains a DiT head: the pose head only labels
-    episode = tah.Episode(noise(16, shape=(SIZE, SIZE, 3)), [i * 0.25 for i in range(16)], np.zeros((16, 3)),
-                          INSTRUCTION)
+    episode = Episode("still", "test", INSTRUCTION, FrameList(noise(16, shape=(SIZE, SIZE, 3))),
+                      np.arange(16) * 0.25, CameraModel(SIZE, SIZE), poses=np.zeros((16, 3)))
     policy.imagined_frames = lambda latents: (walk[0], walk[1:])
-    samples = tah.build_samples(policy, [episode], labels="relabel")
-    assert len(samples) == 2  # planning at 12 and 16 frames; no odometry needed after them
-    for sample in samples:
-        actions = sample.actions.numpy()
-        assert actions.shape == (8, 3) and sample.future_latents.shape[:2] == (16, 8)
-        np.testing.assert_allclose(actions[:, 0], 0.075, atol=0.0075)  # 0.3 m/s x 0.25 s, within 10 %
-        np.testing.assert_allclose(actions[:, 1:], 0.0, atol=0.01)
-    odometry = tah.build_samples(policy, [tah.Episode(episode.frames * 2, [i * 0.25 for i in range(32)],
-                                                      np.zeros((32, 3)), INSTRUCTION)])
-    assert all(np.allclose(s.actions.numpy(), 0.0) for s in odometry)
+    cache = FutureCache(tmp_path / "walk", {"relabel": {"test": 1}})
+    every = lambda e: planning_frames(len(e))  # noqa: E731
+    summary = generate_futures(policy, [episode], cache, every, pose_head=policy.build_pose_head(), progress=False,
+                               log=lambda m: None)
+    assert summary.generated == 2 and not summary.refused  # planning at 12 and 16 frames; no odometry after them
+    by_episode, _ = training_samples(cache, [episode], "relabel")
+    assert len(by_episode["still"]) == 2
+    for sample in by_episode["still"]:
+        assert sample.actions.shape == (8, 3)
+        np.testing.assert_allclose(sample.actions[:, 0], 0.075, atol=0.0075)  # 0.3 m/s x 0.25 s, within 10 %
+        np.testing.assert_allclose(sample.actions[:, 1:], 0.0, atol=0.01)
+    odometry, _ = training_samples(cache, [Episode("still", "test", INSTRUCTION, episode.frames, episode.stamps_s,
+                                                   episode.camera, poses=np.zeros((16, 3)))], "odometry")
+    assert odometry["still"] == []  # 16 frames leave no 8 recorded motions after a planning frame
     # The real decode of the tiny model's noise: refused, so no sample, and the reasons are kept.
     policy.imagined_frames = policy.decode_imagined_instants
-    refused = []
-    assert tah.build_samples(policy, [episode], labels="relabel", refused=refused) == []
-    assert len(refused) == 2 and all(reason.startswith("T+1 s: ") for _, reason in refused)
-    with pytest.raises(ValueError, match="labels"):
-        tah.build_samples(policy, [episode], labels="pose")
+    cache = FutureCache(tmp_path / "noise", {"relabel": {"test": 1}})
+    summary = generate_futures(policy, [episode], cache, every, pose_head=policy.build_pose_head(), progress=False,
+                               log=lambda m: None)
+    by_episode, counts = training_samples(cache, [episode], "relabel")
+    assert by_episode["still"] == [] and len(counts.refused) == 2 == len(summary.refused)
+    assert all(reason.startswith("T+1 s: ") for _, _, reason in counts.refused)
+    with pytest.raises(ValueError, match="pose head"):
+        generate_futures(policy, [episode], FutureCache(tmp_path / "x", {"relabel": None}), every,
+                         pose_head=policy.build_pose_head(), progress=False)

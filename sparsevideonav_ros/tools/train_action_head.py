@@ -1,282 +1,358 @@
-"""Train the SparseVideoNav action head on your own recordings (the authors have not released theirs).
+"""Train the SparseVideoNav action head on your own episodes (the authors have not released theirs).
 
-    python -m sparsevideonav_ros.tools.train_action_head BAG [BAG ...] --checkpoint MODEL --out HEAD
+    python -m sparsevideonav_ros.tools.train_action_head SOURCE [SOURCE ...] --checkpoint MODEL --out HEAD
+    accelerate launch --num_processes N -m sparsevideonav_ros.tools.train_action_head SOURCE ... (same options)
 
-Each bag (recorded with `record:=true`: camera/image_raw/compressed, odom, instruction) becomes an
-episode: frames resampled to 4 FPS, the odometry pose at each frame's stamp. Every 4 frames (the
-policy's planning grid) the frozen video model imagines the sparse future exactly as the policy does
-at run time (`SparseVideoNavPolicy.imagine`), and the label is what the robot then did: the 8
-relative motions (dx, dy, dtheta) between the next 8 frames (2 s), from odometry (``--labels odometry``,
-the default). ``--labels relabel`` labels each sample as the paper does (its stage-4 relabelling): the
-camera poses of the imagined frames themselves, through the same pose head the policy runs
-(``--pose-estimator opencv | da3``, ``--camera-mount``, ``--horizontal-fov-deg``): decoded T, T+1 s and
-T+2 s, projected onto the ground, resampled every 0.25 s, the 8 motions between those waypoints. A
-sample whose estimate is refused is left out (the count and the reasons are printed). A fresh
-action head, normalised by the labels' statistics, is trained with the DDIM denoising loss (AdamW,
-cosine schedule) and saved with save_pretrained; point `sparsevideonav.action_head_dir` at it.
+SOURCE: bags recorded with `record:=true`, plain episode folders (frames or a video + poses/actions +
+instruction, a handheld Osmo collection), LeRobot v3 datasets, or folders of them (sparsevideonav_ros.datasets).
+Every episode is validated first (missing frames, poses not covering the frames, NaN, empty instruction:
+an error naming the episode and the frame, before any model loads).
+
+1. Futures: at each planning frame (every 4 frames after 12, 4 FPS) the frozen video model imagines the
+   sparse future exactly as the policy does at run time; each one is generated once into a cache
+   (``--cache``, sharded safetensors keyed by the model/sampler/seed; a killed run continues where it
+   stopped), split over the processes. ``--generate-only`` stops here.
+2. Labels (``--labels``): odometry = the 8 motions (dx, dy, dtheta per 0.25 s) the robot then made; dataset =
+   the episode's own actions; relabel = the camera poses of the imagined frames through the pose head
+   (``--pose-estimator``, ``--camera-mount``, ``--horizontal-fov-deg``), the paper's stage-4 recipe.
+3. Training (accelerate: 1 CPU, 1 GPU, N GPUs; bf16 autocast on GPUs): a fresh head (paper size, or the
+   checkpoint's own head architecture) with AdamW, cosine schedule with warm-up; checkpoints every
+   ``--checkpoint-every`` steps and on Ctrl-C / SIGTERM; ``--resume`` continues the run bit-for-bit.
+   Validation by episode against predicting the mean; TensorBoard logs under HEAD/logs.
+
+HEAD is then an action head: point `sparsevideonav.action_head_dir` at it (with action_head dit or auto).
+Exit codes: 0 done, 2 bad input (one line on stderr), 130 interrupted (checkpoint saved: --resume).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import math
+import shlex
+import shutil
 import sys
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
-import numpy as np
-import torch
-
-from sparsevideonav_ros.core import se2
-from sparsevideonav_ros.core.frame_sampler import FrameSampler
-from sparsevideonav_ros.core.pose_history import PoseHistory
-from sparsevideonav_ros.policies.base import Observation, Plan
-from sparsevideonav_ros.policies.runner import PolicyRunner
-
-ACTIONS = 8
+HEAD_CONFIGS = ("auto", "paper", "checkpoint")
 
 
-@dataclass
-class Episode:
-    """A recording at 4 FPS: frames (H, W, 3) uint8, stamps (s), poses (N, 3) in odom, instruction."""
-
-    frames: list
-    stamps: list
-    poses: np.ndarray
-    instruction: str
-    source: str = ""
+class UsageError(Exception):
+    """Expected bad input: reported as one line on stderr with exit code 2, no traceback."""
 
 
-@dataclass
-class Sample:
-    future_latents: torch.Tensor  # (16, 8, h, w) generated sparse future
-    actions: torch.Tensor  # (8, 3) dx m, dy m, dtheta rad per 0.25 s
-    text_embeds: torch.Tensor  # (512, text_dim)
-    text_mask: torch.Tensor  # (512,)
-
-
-def read_bag_episode(path: Path, instruction: str = "", rate_hz: float = 4.0) -> Episode:
-    """Frames at 4 FPS with odometry poses interpolated at their stamps; frames outside odometry are dropped."""
-    from sparsevideonav_ros.tools import evaluate
-
-    episode = evaluate.Episode(kind="bag", path=str(path))
-    sampler, odometry = FrameSampler(rate_hz), PoseHistory(horizon_s=float("inf"))
-    sampled, recorded_instructions = [], []
-    for kind, payload in evaluate.bag_events(Path(path), episode, None, None, start="0"):
-        if kind == "odom":
-            odometry.add(*payload)
-        elif kind == "instruction":
-            recorded_instructions.append(payload[1])
-        elif kind == "frame" and sampler.offer(payload.stamp):
-            sampled.append((payload.stamp, payload.decode()))
-    if not episode.topics.get("odom"):
-        raise ValueError(f"{path}: no odometry topic; action labels come from odometry")
-    text = instruction or (recorded_instructions[-1] if recorded_instructions else "")
-    if not text.strip():
-        raise ValueError(f"{path}: no instruction recorded; pass --instruction")
-    frames, stamps, poses = [], [], []
-    for stamp, rgb in sampled:
-        try:
-            poses.append(odometry.pose_at(stamp))
-        except LookupError:
-            continue
-        frames.append(rgb)
-        stamps.append(stamp)
-    return Episode(frames, stamps, np.asarray(poses, dtype=float).reshape(-1, 3), text, str(path))
-
-
-def action_labels(poses: np.ndarray, index: int) -> np.ndarray:
-    """(8, 3): motion between frames index+k and index+k+1 in the frame of index+k (k = 0..7)."""
-    return np.stack([se2.relative(poses[index + k], poses[index + k + 1]) for k in range(ACTIONS)])
-
-
-LABELS = ("odometry", "relabel")
-
-
-def relabelled_actions(policy, latents: torch.Tensor, stamp: float, pose_head) -> tuple[Optional[np.ndarray], str]:
-    """(8, 3) motions (dx m, dy m, dtheta rad per 0.25 s) from the camera poses of the imagined frames, or
-    (None, reason) when the pose head refuses them. latents: (1, 16, 10, h, w) from policy.imagine()."""
-    plan = policy.pose_plan(stamp, latents, pose_head=pose_head)
-    if plan.state != "ok":
-        return None, plan.reason
-    if len(plan.waypoints) < ACTIONS:
-        return None, f"only {len(plan.waypoints)} waypoints of 0.25 s, {ACTIONS} needed"
-    return action_labels(np.vstack([np.zeros(3), plan.waypoints[:ACTIONS]]), 0), ""  # the body at T, then the plan
-
-
-def build_samples(policy, episodes: Iterable[Episode], labels: str = "odometry",
-                  refused: Optional[list] = None) -> list[Sample]:
-    """Run the frozen video model over each episode as the policy does, one sample per planning frame.
-
-    Frames go through the PolicyRunner like policy_node's (instruction, reset per episode, the policy's
-    planning frames, plans_at); at each planning frame with 8 frames of labels after it, the policy
-    imagines the sparse future (SparseVideoNavPolicy.imagine) instead of running its action head.
-    labels: odometry (what the robot did next) or relabel (relabelled_actions: the poses of the imagined
-    frames through the policy's pose head, built from its config). refused: gets (stamp, reason) of each
-    sample the pose head refused (relabel only).
-    """
-    if labels not in LABELS:
-        raise ValueError(f"labels must be one of {LABELS}, got {labels!r}")
-    pose_head = policy.build_pose_head() if labels == "relabel" else None
-    refused = [] if refused is None else refused
-    samples: list[Sample] = []
-    index_of: dict[float, int] = {}
-    current: list[Episode] = []
-
-    def imagine_at_planning_frames(policy, observation: Observation) -> Plan:
-        policy.observe(observation)
-        seen, index = policy.history_length, index_of[observation.stamp]
-        # relabel needs no odometry after the frame: the labels come from the imagined frames
-        if (seen >= policy.config.min_frames and policy.plans_at(seen)
-                and (pose_head is not None or index + ACTIONS < len(current[0].frames))):
-            text_embeds, text_mask = (t[0].cpu() for t in policy.instruction_embedding)
-            latents = policy.imagine()
-            future = latents[0, :, -ACTIONS:].float().cpu()
-            if pose_head is None:
-                actions = action_labels(current[0].poses, index)
-            else:
-                actions, reason = relabelled_actions(policy, latents, observation.stamp, pose_head)
-                if actions is None:
-                    refused.append((observation.stamp, reason))
-                    return Plan.stand_still(observation.stamp, "warming_up")
-            samples.append(Sample(future, torch.from_numpy(actions).float(), text_embeds, text_mask))
-        return Plan.stand_still(observation.stamp, "warming_up")  # nothing to drive: a training pass
-
-    def fail(message: str) -> None:  # a refused instruction or a failed step ends the training run
-        raise RuntimeError(message)
-
-    runner = PolicyRunner(type(policy), lambda: policy, step=imagine_at_planning_frames, report_error=fail,
-                          log_info=lambda message: None)
-    runner.load()
-    for episode in episodes:
-        current[:] = [episode]
-        index_of = {float(stamp): i for i, stamp in enumerate(episode.stamps)}
-        runner.reset()
-        runner.set_instruction(episode.instruction)
-        for stamp, rgb in zip(episode.stamps, episode.frames):
-            if runner.add_frame(stamp, rgb):
-                runner.process()
-    return samples
-
-
-def action_statistics(samples: list[Sample]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    actions = torch.cat([s.actions for s in samples]).double()
-    std = actions.std(dim=0, unbiased=False).clamp(min=1e-3)  # a constant dimension would divide by zero
-    return tuple(actions.mean(dim=0).tolist()), tuple(std.tolist())
-
-
-def train(head, samples: list[Sample], epochs: int = 50, batch_size: int = 8, lr: float = 5e-5,
-          weight_decay: float = 0.01, seed: int = 0, device: str = "cpu", log=print) -> list[float]:
-    """DDIM denoising loss over the samples; returns the mean loss per epoch."""
-    if not samples:
-        raise ValueError("no training samples: episodes need >= 20 frames at 4 FPS (12 to plan + 8 labels)")
-    generator = torch.Generator().manual_seed(seed)
-    head.to(device).train()
-    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(samples) / batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
-    losses = []
-    for epoch in range(epochs):
-        order = torch.randperm(len(samples), generator=generator).tolist()
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            batch = [samples[i] for i in order[start:start + batch_size]]
-            stack = lambda name: torch.stack([getattr(s, name) for s in batch]).to(device)  # noqa: E731
-            loss = head.training_loss(stack("actions"), stack("future_latents"), stack("text_embeds"),
-                                      stack("text_mask"), generator=generator)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            total += loss.item() * len(batch)
-        losses.append(total / len(samples))
-        log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
-    head.eval()
-    return losses
-
-
-def fresh_head_like(head, samples: list[Sample]):
-    """A new head with the architecture of ``head`` and the labels' normalisation."""
-    from sparsevideonav_ros.policies.sparsevideonav.action_head import SparseVideoNavActionHead
-    mean, std = action_statistics(samples)
-    return SparseVideoNavActionHead.from_head_config(dataclasses.replace(head.head_config, action_mean=mean,
-                                                                          action_std=std))
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bags", nargs="+", type=Path, help="rosbag2 folders (mcap or sqlite3)")
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    from sparsevideonav_ros.training.labels import LABELS
+    from sparsevideonav_ros.training.trainer import TrainingOptions
+    defaults = TrainingOptions()
+    parser = argparse.ArgumentParser(prog="train_action_head", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sources", nargs="+", type=Path, help="bags, episode folders, LeRobot v3 datasets")
     parser.add_argument("--checkpoint", required=True, help="video model: our layout, the release layout or 'tiny'")
     parser.add_argument("--wan-diffusers-dir", default="", help="release layout: diffusers Wan2.1 folder")
     parser.add_argument("--out", type=Path, required=True, help="folder for the trained action head")
-    parser.add_argument("--instruction", default="", help="instruction for bags that recorded none")
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--labels", default="odometry", choices=LABELS,
-                        help="odometry = what the robot did next; relabel = camera poses of the imagined frames "
-                             "through the pose head (the paper's relabelling)")
-    parser.add_argument("--pose-estimator", default="opencv", help="relabel: opencv | da3")
-    parser.add_argument("--da3-dir", default="", help="relabel with da3: local Depth Anything 3 folder")
-    parser.add_argument("--camera-mount", default="osmo", help="relabel: osmo | d455 (mount presets)")
-    parser.add_argument("--horizontal-fov-deg", type=float, default=90.0,
-                        help="relabel: horizontal field of view of the recorded camera (deg)")
-    options = parser.parse_args(argv)
+    parser.add_argument("--overwrite", action="store_true", help="empty a non-empty --out first")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    data = parser.add_argument_group("data")
+    data.add_argument("--adapter", default="auto", help="dataset adapter for every source (default: detect)")
+    data.add_argument("--instruction", default="", help="instruction for episodes that recorded none")
+    data.add_argument("--labels", default="odometry", choices=LABELS,
+                      help="odometry = what the robot did next; relabel = camera poses of the imagined frames "
+                           "through the pose head (the paper's relabelling); dataset = the episodes' own actions")
+    data.add_argument("--val-fraction", type=float, default=0.1, help="share of episodes held out for validation")
+    gen = parser.add_argument_group("future generation")
+    gen.add_argument("--cache", type=Path, default=None,
+                     help="future cache folder (default: $SPARSEVIDEONAV_CACHE or ~/.cache/sparsevideonav_ros, /futures)")
+    gen.add_argument("--generate-only", action="store_true", help="fill the cache, do not train")
+    gen.add_argument("--shard-size", type=int, default=64, help="samples per cache shard (lost at most on a kill)")
+    gen.add_argument("--device", default="auto", help="video model device (auto: this process's accelerator device)")
+    gen.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                     help="video model precision (auto: bfloat16 on CUDA, else float32)")
+    gen.add_argument("--sampler", default="unipc")
+    gen.add_argument("--sampler-steps", type=int, default=4)
+    gen.add_argument("--seed", type=int, default=0, help="sampling noise seed of the futures and training seed")
+    pose = parser.add_argument_group("relabel (pose head)")
+    pose.add_argument("--pose-estimator", default="opencv", help="opencv | da3")
+    pose.add_argument("--da3-dir", default="", help="da3: local Depth Anything 3 folder")
+    pose.add_argument("--camera-mount", default="osmo", help="osmo | d455 (mount presets of the recording camera)")
+    pose.add_argument("--horizontal-fov-deg", type=float, default=90.0,
+                      help="horizontal field of view of the recorded camera (deg), where an episode has no K")
+    train = parser.add_argument_group("training (defaults: the paper's batch 256, lr 5e-5 cosine)")
+    train.add_argument("--head-config", default="auto",
+                       help="architecture: auto (the checkpoint's own head, else paper), paper, checkpoint, or "
+                            "a config.json of a head")
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global batch")
+    train.add_argument("--gradient-accumulation-steps", type=int, default=defaults.gradient_accumulation_steps)
+    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument("--max-steps", type=int, default=0, help="> 0: stop after this many optimizer steps")
+    train.add_argument("--lr", type=float, default=defaults.lr)
+    train.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    train.add_argument("--warmup-steps", type=int, default=-1, help="-1: 5 %% of the steps")
+    train.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"),
+                       help="auto: bf16 on CUDA, none on CPU")
+    train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps")
+    train.add_argument("--log-with", default="tensorboard", help="accelerate tracker (tensorboard, wandb, ...) or none")
+    train.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading the cache")
+    return parser.parse_args(argv)
 
-    from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import SparseVideoNavConfig
-    from sparsevideonav_ros.policies.sparsevideonav.models import load_models
-    from sparsevideonav_ros.policies.sparsevideonav.policy import SparseVideoNavPolicy
 
-    config = SparseVideoNavConfig(checkpoint=options.checkpoint, wan_diffusers_dir=options.wan_diffusers_dir,
-                                  device=options.device, dtype=options.dtype, seed=options.seed,
-                                  # dit: a DiT head is what is trained, so the release's missing head must
-                                  # raise (below: train the paper-size one), never fall back to the pose head
-                                  action_head="dit", pose_estimator=options.pose_estimator,
-                                  da3_dir=options.da3_dir, camera_mount=options.camera_mount,
-                                  horizontal_fov_deg=options.horizontal_fov_deg,
-                                  # the head is what is being trained: any head architecture loads here
-                                  action_head_dir=str(options.out) if (options.out / "config.json").is_file() else "")
+def main(argv: Optional[list[str]] = None) -> int:
     try:
-        models = load_models(config)
-    except Exception as error:  # the release has no head yet: train the paper-size one
-        if "action head" not in str(error):
-            raise
-        config = dataclasses.replace(config, action_head_dir=_paper_head(Path(tempfile.mkdtemp(prefix="head-"))))
-        models = load_models(config)
-    policy = SparseVideoNavPolicy(config, models=models)
-    episodes = [read_bag_episode(path, options.instruction) for path in options.bags]
-    for episode in episodes:
-        print(f"{episode.source}: {len(episode.frames)} frames at 4 FPS, instruction {episode.instruction!r}")
-    refused: list = []
-    samples = build_samples(policy, episodes, labels=options.labels, refused=refused)
-    print(f"{len(samples)} samples ({options.labels} labels)")
-    if refused:
-        print(f"{len(refused)} samples left out, the pose head refused their imagined frames, e.g. {refused[0][1]}")
-    head = fresh_head_like(models.action_head, samples)
-    losses = train(head, samples, epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
-                   seed=options.seed, device=options.device)
-    head.save_pretrained(options.out)
-    report = {"bags": [str(p) for p in options.bags], "samples": len(samples), "labels": options.labels,
-              "refused": len(refused), "losses": losses,
-              "action_mean": list(head.head_config.action_mean), "action_std": list(head.head_config.action_std)}
-    (options.out / "training_report.json").write_text(json.dumps(report, indent=2))
-    print(f"action head saved to {options.out.resolve()} (set sparsevideonav.action_head_dir to it)")
+        return run(parse_args(argv), argv)
+    except UsageError as error:
+        print(f"train_action_head: error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
+    import torch
+    from accelerate import Accelerator
+
+    from sparsevideonav_ros.configs import ConfigError
+    from sparsevideonav_ros.datasets import open_episodes
+    from sparsevideonav_ros.datasets.episodes import EpisodeError, validate_all
+    from sparsevideonav_ros.policies.sparsevideonav.checkpoints import CheckpointError
+    from sparsevideonav_ros.training.future_cache import CacheError, FutureCache
+    from sparsevideonav_ros.training.labels import check_label_source
+    from sparsevideonav_ros.training.samples import frames_needing_futures, training_samples
+    from sparsevideonav_ros.training.trainer import TrainingOptions, split_by_episode, train_action_head
+
+    try:
+        training = TrainingOptions(
+            batch_size=options.batch_size, gradient_accumulation_steps=options.gradient_accumulation_steps,
+            epochs=options.epochs, max_steps=options.max_steps, lr=options.lr, weight_decay=options.weight_decay,
+            warmup_steps=options.warmup_steps, seed=options.seed, mixed_precision=options.mixed_precision,
+            checkpoint_every=options.checkpoint_every, log_with=options.log_with, num_workers=options.num_workers)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if options.shard_size < 1:
+        raise UsageError(f"--shard-size must be >= 1, got {options.shard_size}")
+    if not 0.0 <= options.val_fraction < 1.0:
+        raise UsageError(f"--val-fraction must be in [0, 1), got {options.val_fraction}")
+    if options.resume and options.overwrite:
+        raise UsageError("--resume continues the run in --out, --overwrite empties it: pick one")
+    out = options.out.expanduser()
+    if not options.generate_only:
+        _check_out(out, options)
+    if options.log_with == "tensorboard":
+        _require_tensorboard()
+
+    # 1. every episode checked before any model loads
+    try:
+        episodes = open_episodes(options.sources, adapter=options.adapter, instruction=options.instruction)
+        if not episodes:
+            raise EpisodeError(f"no episodes in {', '.join(map(str, options.sources))}")
+        validate_all(episodes, needs="frames" if options.labels == "relabel" else "motions")
+        for episode in episodes:
+            check_label_source(episode, options.labels)
+    except (EpisodeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+
+    cuda = torch.cuda.is_available()
+    mixed = training.mixed_precision if training.mixed_precision != "auto" else ("bf16" if cuda else "no")
+    accelerator = Accelerator(cpu=not cuda, mixed_precision=mixed,
+                              log_with=None if options.log_with == "none" else options.log_with,
+                              project_dir=str(out / "logs"))
+    say = print if accelerator.is_main_process else (lambda message: None)
+    if accelerator.is_main_process and options.overwrite and out.exists() and not options.generate_only:
+        _empty(out)
+    accelerator.wait_for_everyone()
+
+    config = _video_config(options, accelerator)
+    try:
+        spec, backbone = _cache_spec(config, options.labels)
+    except (CheckpointError, ConfigError, OSError) as error:
+        raise UsageError(str(error)) from None
+    cache = FutureCache(options.cache.expanduser() if options.cache else _default_cache(), spec)
+    total_frames = sum(len(e) for e in episodes)
+    say(f"{len(episodes)} episodes, {total_frames} frames ({total_frames / 4 / 3600:.2f} h at 4 FPS); "
+        f"future cache {cache.folder}")
+
+    # 2. futures: generated where missing, each process its own episodes
+    needed = {e.episode_id: frames_needing_futures(e, options.labels, config.min_frames, config.plan_every_frames)
+              for e in episodes}
+    try:
+        index = cache.index()
+    except CacheError as error:
+        raise UsageError(str(error)) from None
+    missing = sum(1 for e in episodes for t in needed[e.episode_id] if (e.episode_id, t) not in index)
+    if missing:
+        say(f"{missing} of {sum(map(len, needed.values()))} futures to generate on {accelerator.num_processes} "
+            f"process(es)")
+        _generate(config, episodes, cache, needed, backbone, options, accelerator)
+    accelerator.wait_for_everyone()
+    backbone = cache.backbone() or backbone
+    if options.generate_only:
+        say(f"futures cached in {cache.folder}")
+        return 0
+
+    # 3. samples, split by episode, training
+    by_episode, summary = training_samples(cache, episodes, options.labels, config.min_frames,
+                                           config.plan_every_frames)
+    if summary.refused:
+        say(f"{len(summary.refused)} samples left out: the pose head refused their imagined frames, e.g. "
+            f"{summary.refused[0][2]}")
+    train_ids, val_ids = split_by_episode(list(by_episode), options.val_fraction, options.seed)
+    train = [s for i in sorted(train_ids) for s in by_episode[i]]
+    val = [s for i in sorted(val_ids) for s in by_episode[i]]
+    if not train:
+        raise UsageError(f"no training samples ({summary.to_dict()}): episodes need >= 20 frames at 4 FPS "
+                         f"(12 before the first plan + 8 labelled motions)")
+    head_config = _head_config(options.head_config, config, backbone)
+    if (head_config.language_dim, head_config.latent_channels) != (backbone["text_dim"], backbone["latent_channels"]):
+        raise UsageError(f"--head-config {options.head_config}: a head for {head_config.language_dim}-wide text and "
+                         f"{head_config.latent_channels} latent channels, the backbone gives {backbone['text_dim']} "
+                         f"and {backbone['latent_channels']}")
+    report_extra = {
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, "-m", "sparsevideonav_ros.tools.train_action_head",
+                                                      *(sys.argv[1:] if argv is None else argv)]),
+        "sources": [str(s) for s in options.sources], "labels": options.labels, "checkpoint": options.checkpoint,
+        "cache": str(cache.folder), "cache_spec": spec,
+        "data": {"episodes": len(episodes), "train_episodes": len(train_ids), "validation_episodes": len(val_ids),
+                 "frames": total_frames, "hours_at_4fps": round(total_frames / 4 / 3600, 4), **summary.to_dict()},
+        "head_config": head_config.to_dict()}
+    try:
+        result = train_action_head(train, val, head_config, out, training, resume=options.resume, backbone=backbone,
+                                   report_extra=report_extra, accelerator=accelerator, log=say)
+    except FileNotFoundError as error:  # --resume without a checkpoint
+        raise UsageError(str(error)) from None
+    if result.status == "interrupted":
+        return 130
+    say(f"action head saved to {out.resolve()} (set sparsevideonav.action_head_dir to it)")
     return 0
 
 
-def _paper_head(folder: Path) -> str:
-    """A paper-size untrained head saved once, so the release layout loads for training."""
-    from sparsevideonav_ros.policies.sparsevideonav.action_head import ActionHeadConfig, SparseVideoNavActionHead
-    if not (folder / "config.json").is_file():
-        SparseVideoNavActionHead.from_head_config(ActionHeadConfig()).save_pretrained(folder)
-    return str(folder)
+def _check_out(out: Path, options: argparse.Namespace) -> None:
+    from sparsevideonav_ros.training.trainer import latest_checkpoint
+    if options.resume:
+        if latest_checkpoint(out) is None:
+            raise UsageError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        return
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file")
+    if out.is_dir() and any(out.iterdir()) and not options.overwrite:
+        raise UsageError(f"--out {out} is not empty: pass --overwrite to replace it, or --resume to continue its run")
+
+
+def _empty(out: Path) -> None:
+    for child in out.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def _require_tensorboard() -> None:
+    import importlib.util
+    if not (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
+        raise UsageError("--log-with tensorboard needs tensorboard or tensorboardX (pip install tensorboardX), "
+                         "or pass --log-with none")
+
+
+def _default_cache() -> Path:
+    from sparsevideonav_ros.policies.model_cache import cache_root
+    return cache_root() / "futures"
+
+
+def _video_config(options: argparse.Namespace, accelerator):
+    import torch
+
+    from sparsevideonav_ros.configs import ConfigError
+    from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import SparseVideoNavConfig
+    device = str(accelerator.device) if options.device == "auto" else options.device
+    dtype = options.dtype if options.dtype != "auto" else ("bfloat16" if torch.device(device).type == "cuda"
+                                                           else "float32")
+    try:
+        # action_head pose: generation needs the backbone only (and the pose head when relabelling)
+        return SparseVideoNavConfig(checkpoint=options.checkpoint, wan_diffusers_dir=options.wan_diffusers_dir,
+                                    device=device, dtype=dtype, seed=options.seed, sampler=options.sampler,
+                                    sampler_steps=options.sampler_steps, action_head="pose",
+                                    pose_estimator=options.pose_estimator, da3_dir=options.da3_dir,
+                                    camera_mount=options.camera_mount,
+                                    horizontal_fov_deg=options.horizontal_fov_deg)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+
+
+def _checkpoint_folders(config) -> list[Path]:
+    """The weight files the futures depend on (the checkpoint's own action head excluded: not used here)."""
+    from sparsevideonav_ros.policies.sparsevideonav.checkpoints import CheckpointError
+    from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import TINY
+    from sparsevideonav_ros.policies.sparsevideonav.models import tiny_checkpoint_dir
+    folder = tiny_checkpoint_dir() if config.checkpoint == TINY else Path(config.checkpoint).expanduser()
+    if not folder.is_dir():
+        raise CheckpointError(f"--checkpoint {folder} is not a folder")
+    parts = [p for p in sorted(folder.iterdir()) if p.name != "action_head"]
+    if config.wan_diffusers_dir:
+        wan = Path(config.wan_diffusers_dir).expanduser()
+        parts += [wan / name for name in ("text_encoder", "tokenizer", "vae") if (wan / name).exists()]
+    return parts
+
+
+def _cache_spec(config, labels: str) -> tuple[dict, dict]:
+    """(spec the cache key digests, backbone facts known before loading)."""
+    from sparsevideonav_ros.training.future_cache import weights_digest
+    folders = _checkpoint_folders(config)
+    spec = {"weights": weights_digest(folders), "dtype": config.dtype, "sampler": config.sampler,
+            "sampler_steps": config.sampler_steps, "seed": config.seed, "min_frames": config.min_frames,
+            "plan_every_frames": config.plan_every_frames, "relabel": None}
+    if labels == "relabel":
+        spec["relabel"] = {"pose_estimator": config.pose_estimator, "camera_mount": config.camera_mount,
+                           "horizontal_fov_deg": config.horizontal_fov_deg,
+                           "pose_future_instants": config.pose_future_instants,
+                           "da3": weights_digest([Path(config.da3_dir)]) if config.pose_estimator == "da3" else ""}
+    return spec, {"checkpoint": config.checkpoint, "weights": spec["weights"]}
+
+
+def _generate(config, episodes, cache, needed, backbone: dict, options, accelerator) -> None:
+    import torch
+
+    from sparsevideonav_ros.policies.sparsevideonav.checkpoints import CheckpointError
+    from sparsevideonav_ros.policies.sparsevideonav.models import load_models
+    from sparsevideonav_ros.policies.sparsevideonav.policy import SparseVideoNavPolicy
+    from sparsevideonav_ros.policies.sparsevideonav.sampling import SPARSE_FUTURE_OFFSETS
+    from sparsevideonav_ros.training.generation import generate_futures
+    try:
+        models = load_models(config)
+    except CheckpointError as error:
+        raise UsageError(str(error)) from None
+    grid = models.image_size // 8
+    backbone.update({"text_dim": int(models.transformer.config.text_dim),
+                     "latent_channels": int(models.transformer.config.out_channels),
+                     "num_future_latents": len(SPARSE_FUTURE_OFFSETS), "latent_grid": [grid, grid],
+                     "image_size": models.image_size})
+    cache.prepare(backbone)
+    policy = SparseVideoNavPolicy(config, models=models)
+    summary = generate_futures(policy, episodes, cache, lambda e: needed[e.episode_id],
+                               rank=accelerator.process_index, world=accelerator.num_processes,
+                               shard_size=options.shard_size, pose_head=policy.pose_head if cache.relabel else None,
+                               progress=accelerator.is_local_main_process)
+    if summary.refused:
+        print(f"rank {accelerator.process_index}: the pose head refused {len(summary.refused)} imagined futures "
+              f"(left out of training), e.g. {summary.refused[0][2]}")
+    del policy, models
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _head_config(choice: str, config, backbone: dict):
+    """The architecture to train: the checkpoint's own head's, the paper's, or a config.json."""
+    from sparsevideonav_ros.policies.sparsevideonav.action_head import ActionHeadConfig
+    from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import TINY
+    from sparsevideonav_ros.policies.sparsevideonav.models import tiny_checkpoint_dir
+    names = {f.name for f in dataclasses.fields(ActionHeadConfig)}
+    if choice not in HEAD_CONFIGS:
+        source = Path(choice).expanduser()
+    else:
+        folder = tiny_checkpoint_dir() if config.checkpoint == TINY else Path(config.checkpoint).expanduser()
+        source = folder / "action_head" / "config.json"
+        if choice == "checkpoint" and not source.is_file():
+            raise UsageError(f"--head-config checkpoint: {source} does not exist (the authors' release has no head)")
+        if choice == "paper" or not source.is_file():
+            return ActionHeadConfig(language_dim=int(backbone["text_dim"]),
+                                    latent_channels=int(backbone["latent_channels"]))
+    try:
+        values = json.loads(source.read_text())
+        return ActionHeadConfig(**{k: v for k, v in values.items() if k in names})
+    except (OSError, ValueError, TypeError) as error:
+        raise UsageError(f"--head-config {source}: {error}") from None
 
 
 if __name__ == "__main__":

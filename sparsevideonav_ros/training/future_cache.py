@@ -135,20 +135,30 @@ class FutureCache:
     def relabel(self) -> bool:
         return bool(self.spec.get("relabel"))
 
-    def prepare(self) -> None:
-        """Create the folder and its manifest (first writer), or check the manifest matches (later ones)."""
+    def prepare(self, backbone: Optional[dict] = None) -> None:
+        """Create the folder and its manifest, or check an existing manifest is for this spec.
+
+        backbone: facts of the model the futures come from (text width, latent grid, ...), kept in the
+        manifest so that training needs no model load; not part of the key (the weights digest is)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         manifest = self.folder / MANIFEST
-        content = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "key": self.folder.name, "spec": self.spec}
-        if manifest.is_file():
-            found = json.loads(manifest.read_text())
+        found = json.loads(manifest.read_text()) if manifest.is_file() else None
+        if found is not None:
             if found.get("spec") != self.spec:
                 raise CacheError(f"{manifest} was written for other settings: {found.get('spec')} (expected "
                                  f"{self.spec}); its key collides, remove the folder")
-            return
+            if backbone is None or found.get("backbone") == backbone:
+                return
+        content = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "key": self.folder.name, "spec": self.spec,
+                   "backbone": backbone if backbone is not None else (found or {}).get("backbone")}
         temporary = manifest.with_name(f"{MANIFEST}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(content, indent=2, sort_keys=True))
         os.replace(temporary, manifest)
+
+    def backbone(self) -> Optional[dict]:
+        """The backbone facts of the manifest (None before the first generation)."""
+        manifest = self.folder / MANIFEST
+        return json.loads(manifest.read_text()).get("backbone") if manifest.is_file() else None
 
     def shards(self) -> list[Path]:
         if not self.folder.is_dir():

@@ -41,11 +41,11 @@ import torch
 
 from sparsevideonav_ros.core import se2
 from sparsevideonav_ros.policies.sparsevideonav.action_head import ActionHeadConfig, SparseVideoNavActionHead
+from sparsevideonav_ros.policies.sparsevideonav.models import HEAD_BACKBONE_FILE as BACKBONE_FILE
 from sparsevideonav_ros.training.future_cache import Entry, ShardReader
 
 CHECKPOINTS = "checkpoints"
 REPORT = "training_report.json"
-BACKBONE_FILE = "backbone.json"  # what the head was trained on; models._load_action_head checks it
 
 
 @dataclass
@@ -250,8 +250,10 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
         mixed = options.mixed_precision
         if mixed == "auto":
             mixed = "bf16" if torch.cuda.is_available() else "no"
-        accelerator = Accelerator(mixed_precision=mixed, log_with=None if options.log_with == "none" else
-                                  options.log_with, project_dir=str(out / "logs"))
+        # cpu=True without CUDA: several processes (accelerate launch / torchrun) then form a gloo group
+        accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed,
+                                  log_with=None if options.log_with == "none" else options.log_with,
+                                  project_dir=str(out / "logs"))
     world, rank = accelerator.num_processes, accelerator.process_index
     main = accelerator.is_main_process
     say = log if main else (lambda message: None)
@@ -357,7 +359,7 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
             if status == "interrupted":
                 break
     if status == "interrupted":
-        accelerator.end_training()
+        accelerator.end_training()  # last: it also ends the process group
         return TrainingResult(status, progress.step, checkpoint_path)
 
     head = accelerator.unwrap_model(loss_module).head
@@ -365,7 +367,6 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
     if options.log_with != "none" and validation:
         accelerator.log({f"val/{name}_{k}": v for name in ("head", "mean_baseline") for k, v in validation[name].items()
                          if k != "samples"}, step=progress.step)
-    accelerator.end_training()
     report = {}
     if main:
         head.save_pretrained(out)
@@ -384,6 +385,7 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
         (out / REPORT).write_text(json.dumps(report, indent=2))
         say(_validation_line(validation))
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # last: it also ends the process group
     return TrainingResult(status, progress.step, latest_checkpoint(out), report)
 
 

@@ -35,7 +35,8 @@ from sparsevideonav_ros.policies.model_cache import cached_folder
 from sparsevideonav_ros.policies.sparsevideonav.action_head import ActionHeadConfig, SparseVideoNavActionHead
 from sparsevideonav_ros.policies.sparsevideonav.checkpoints import CheckpointError, load_release_transformer
 from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import TINY, SparseVideoNavConfig
-from sparsevideonav_ros.policies.sparsevideonav.sampling import REFERENCE_LATENTS, future_times_s
+from sparsevideonav_ros.policies.sparsevideonav.sampling import (REFERENCE_LATENTS, SPARSE_FUTURE_OFFSETS,
+                                                                 future_times_s)
 from sparsevideonav_ros.policies.sparsevideonav.text_encoding import InstructionEncoder, make_tiny_text_encoder
 from sparsevideonav_ros.policies.sparsevideonav.transformer import SparseVideoNavTransformer
 from sparsevideonav_ros.policies.sparsevideonav.video_latents import (decode_latents, load_vae, tiny_vae_config,
@@ -57,6 +58,9 @@ VAE_SPATIAL_STRIDE = 8
 # TINY_VERSION only for a change that code does not show.
 TINY_VERSION = "tiny-v3"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Written next to a head by training (training/trainer.py): the backbone its futures came from (latent grid,
+# channels, text width, weights digest); checked against the backbone the head is loaded with.
+HEAD_BACKBONE_FILE = "backbone.json"
 
 
 @dataclass
@@ -87,6 +91,28 @@ class SparseVideoNavModels:
         if grid * VAE_SPATIAL_STRIDE != self.image_size:
             raise CheckpointError(f"image_size {self.image_size} does not match the Q-Former's {grid}x{grid} latent "
                                   f"grid (image size {grid * VAE_SPATIAL_STRIDE})")
+        if self.action_head is not None:
+            self._check_head_matches_backbone()
+
+    def _check_head_matches_backbone(self) -> None:
+        """A head reads the backbone's future latents: their channels, their count and (when training recorded
+        it, backbone.json) the latent grid the head was trained on must be this backbone's."""
+        head, source = self.action_head.head_config, self.action_head_source or "the action head"
+        channels = int(self.transformer.config.out_channels)
+        if head.latent_channels != channels or head.num_future_latents != len(SPARSE_FUTURE_OFFSETS):
+            raise CheckpointError(f"action head {source} reads {head.num_future_latents} future latents of "
+                                  f"{head.latent_channels} channels, the backbone imagines {len(SPARSE_FUTURE_OFFSETS)} "
+                                  f"of {channels}: a head trained for another model set")
+        trained_on = getattr(self.action_head, "trained_on", None) or {}
+        grid = [self.image_size // VAE_SPATIAL_STRIDE] * 2
+        if trained_on.get("latent_grid") and list(trained_on["latent_grid"]) != grid:
+            raise CheckpointError(f"action head {source} was trained on {trained_on['latent_grid'][0]}x"
+                                  f"{trained_on['latent_grid'][1]} future latents ({HEAD_BACKBONE_FILE}), this "
+                                  f"backbone imagines {grid[0]}x{grid[1]} (image size {self.image_size})")
+        if trained_on.get("text_dim") and int(trained_on["text_dim"]) != int(self.transformer.config.text_dim):
+            raise CheckpointError(f"action head {source} was trained with {trained_on['text_dim']}-wide instruction "
+                                  f"embeddings ({HEAD_BACKBONE_FILE}), this backbone's are "
+                                  f"{self.transformer.config.text_dim} wide")
 
     @property
     def max_history_chunks(self) -> int:
@@ -153,6 +179,11 @@ def _load_action_head(folder: Path, dtype: torch.dtype, device: str, why: str) -
     if missing:
         raise CheckpointError(f"the action head in {folder / weights[0]} ({why}) lacks {len(missing)} tensors of "
                               f"its config.json's architecture, e.g. {missing[:5]}")
+    trained_on = folder / HEAD_BACKBONE_FILE
+    try:
+        head.trained_on = json.loads(trained_on.read_text()) if trained_on.is_file() else {}
+    except ValueError as error:
+        raise CheckpointError(f"cannot read {trained_on} ({why}): {error}") from error
     source = f"{folder} ({why})"
     parameters = sum(p.numel() for p in head.parameters())
     # One line at start-up: with several heads around, which one drives the robot must be visible in the log.
