@@ -38,8 +38,9 @@ def cell_text(cell: Optional[tuple[int, int]]) -> str:
 
 
 def ordered(values: Iterable[str], last: Optional[str] = None) -> list[str]:
-    unique = sorted(set(values) - {last}) if last else sorted(set(values))
-    return unique + ([last] if last and last in set(values) else [])
+    """Sorted unique values, with ``last`` (when present) at the end."""
+    unique = set(values)
+    return sorted(unique - {last}) + ([last] if last in unique else [])
 
 
 def table_markdown(cells: dict[tuple[str, str, str], tuple[int, int]], title: str) -> str:
