@@ -56,6 +56,7 @@ bench-readme: $(STAMP)
 	$(PY) bench/bench_latency.py > docs/bench/bench_latency.txt
 	$(PY) bench/bench_sparsevideonav.py > docs/bench/bench_sparsevideonav.txt
 	$(PY) bench/bench_janusvln.py --threads 1 > docs/bench/bench_janusvln.txt
+	$(PY) bench/bench_pose_head.py --repeats 5 --flops > docs/bench/bench_pose_head.txt
 	$(PY) -m sparsevideonav_ros.tools.docs --write README.md
 
 clean:

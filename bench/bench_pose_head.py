@@ -5,8 +5,9 @@
 1. ``opencv`` estimator on 9 rendered 256x256 frames (the current frame + the 8 imagined instants;
    the test renderer's room, straight walk, Osmo mount preset) + ground-plane projection + plan.
 2. ``da3`` with the tiny random DA3 (wiring-size network, random weights) at process_res 56 and 140.
-4. FLOPs of one DA3 forward of 9 views at its processing resolution (504x504 for square frames) for
-   DA3-Small and DA3-Base, counted by torch.utils.flop_counter.FlopCounterMode running the real
+4. FLOPs of one DA3 forward of 3 views (the current frame + the default 2 instants) and of 9 views at
+   its processing resolution (504x504 for square frames) for DA3-Small and DA3-Base, next to the
+   full-size 4-step backbone, counted by torch.utils.flop_counter.FlopCounterMode running the real
    network on real CPU tensors with random weights (opt-in ``--flops``: DA3's RoPE reads
    positions.max(), so the meta device cannot run it).
 3. The whole pose head per plan next to the 4-step backbone on the same model set (bench_sparsevideonav's
@@ -31,7 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "test"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _machine import print_machine  # noqa: E402
+from _machine import command_line, print_machine  # noqa: E402
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -55,6 +56,7 @@ def main() -> int:
     parser.add_argument("--flops", action="store_true",
                         help="count DA3-Small/Base FLOPs at full size (real tensors on the CPU: minutes on 2 cores)")
     args = parser.parse_args()
+    print(command_line(), flush=True)
     print_machine("cpu", "float32", "estimators run in float32 on the CPU")
 
     import torch
@@ -111,25 +113,31 @@ def main() -> int:
         summaries = [decode_vs_backbone(args.repeats, dtype, reason) for dtype, reason in runs]
         decode_flops(summaries)
 
-    print("\n4. DA3 FLOPs per plan at full size (9 views, FlopCounterMode)")
+    print("\n4. DA3 FLOPs per plan at full size (FlopCounterMode), next to the full-size 4-step backbone")
     if not args.flops:
         print("   skipped (--flops): DA3's RoPE reads positions.max() (data-dependent), so the network cannot")
         print("   run on the meta device; counting needs a real forward (minutes on 2 CPU cores)")
         return 0
     from torch.utils.flop_counter import FlopCounterMode
+
+    import bench_sparsevideonav as svn
+    backbone_tflop = full_size_backbone_gflop(svn) / 1e3
     for name in ("da3-small", "da3-base"):
         # Real tensors: the ViT constructor and DA3's RoPE call .item(), which meta tensors refuse.
         net = build_network(name)
+        params = sum(p.numel() for p in net.parameters())
         estimator = Da3PoseEstimator.__new__(Da3PoseEstimator)
         estimator.config = Da3EstimatorConfig()
         h, w = estimator.processed_size(size, size)
-        x = torch.zeros(1, 9, 3, h, w)
-        counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
-            net(x, None, None, export_feat_layers=[], ref_view_strategy="first")
-        params = sum(p.numel() for p in net.parameters())
-        print(f"   {name:9s} {h}x{w}: {counter.get_total_flops() / 1e12:6.2f} TFLOP per plan, "
-              f"{params / 1e6:.1f} M params")
+        # 3 views = the current frame + the default 2 instants (pose_future_instants 2); 9 = all 8 instants.
+        for views in (3, 9):
+            x = torch.zeros(1, views, 3, h, w)
+            counter = FlopCounterMode(display=False)
+            with counter, torch.no_grad():
+                net(x, None, None, export_feat_layers=[], ref_view_strategy="first")
+            tflop = counter.get_total_flops() / 1e12
+            print(f"   {name:9s} {h}x{w}, {views} views: {tflop:6.2f} TFLOP per plan = {tflop / backbone_tflop:5.3f}x "
+                  f"the 4-step backbone ({backbone_tflop:.1f} TFLOP), {params / 1e6:.1f} M params")
     return 0
 
 
@@ -236,6 +244,22 @@ def decode_vs_backbone(repeats: int, dtype_name: str, dtype_reason: str) -> str:
 
     default_s = med[DEFAULT_CHOICE] + estimate[1][0]
     return f"{dtype_name} {default_s * 1e3:.0f} ms = {default_s / b:.2f}x the 4-step backbone ({b * 1e3:.0f} ms)"
+
+
+def full_size_backbone_gflop(svn) -> float:
+    """GFLOP of the 4-step backbone at full size (meta device, as decode_flops counts it)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    which = svn.full_size_spec()
+    transformer, _, _ = svn.build_modules(which, "meta", torch.float32)
+    meta = dict(device="meta")
+    z = torch.zeros(1, 16, 10, which.grid, which.grid, **meta)
+    text = torch.zeros(1, 512, which.text_dim, **meta)
+    hist = torch.zeros(1, transformer.video_former.config.num_latents, transformer.video_former.config.dim, **meta)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        transformer(z, torch.full((1,), 999.0, **meta), text, hist)
+    return 4 * counter.get_total_flops() / 1e9
 
 
 def decode_flops(summaries: list[str]) -> None:

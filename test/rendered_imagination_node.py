@@ -37,18 +37,23 @@ def rendered_walk(instant_times_s) -> tuple:
     return frames[0], frames[1:]
 
 
-_library_init = SparseVideoNavPolicy.__init__
+def install() -> None:
+    """Make every SparseVideoNavPolicy built from now on (in this process) imagine the rendered walk.
 
+    Only the node process calls this (``__main__`` below); importing the module (the test reads its
+    constants) changes nothing."""
+    library_init = SparseVideoNavPolicy.__init__
 
-def _init_with_rendered_imagination(self, *args, **kwargs):
-    _library_init(self, *args, **kwargs)
-    if self.pose_head is not None:
-        # The walk is relative to the current frame, so the same frames stand for every plan.
-        current, futures = rendered_walk(self.pose_times_s)
-        self.imagined_frames = lambda latents: (current, futures)
+    def init_with_rendered_imagination(self, *args, **kwargs):
+        library_init(self, *args, **kwargs)
+        if self.pose_head is not None:
+            # The walk is relative to the current frame, so the same frames stand for every plan.
+            current, futures = rendered_walk(self.pose_times_s)
+            self.imagined_frames = lambda latents: (current, futures)
 
+    SparseVideoNavPolicy.__init__ = init_with_rendered_imagination
 
-SparseVideoNavPolicy.__init__ = _init_with_rendered_imagination
 
 if __name__ == "__main__":
+    install()
     raise SystemExit(policy_node.main())

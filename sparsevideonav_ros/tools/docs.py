@@ -222,7 +222,7 @@ BENCH_EXCERPTS: dict[str, tuple[Optional[str], Optional[str]]] = {
     "bench_latency": ("bench_latency:", "stack overhead beyond policy compute:"),
     "bench_sparsevideonav": ("## Summary (markdown)", None),
     "bench_janusvln": (None, None),
-    "bench_pose_head": ("3. pose head per plan", "   pose head per plan (default"),
+    "bench_pose_head": ("3. pose head per plan", None),
 }
 MARKDOWN_SECTIONS = ("## Summary (markdown)",)
 
