@@ -14,6 +14,7 @@ as the offline evaluation):
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +36,15 @@ def read(path: Path, instruction: str = "") -> list[Episode]:
     return [read_bag(path)]
 
 
-def _grid_start(anchor: float, first_stamp: float) -> float:
-    """``anchor`` moved back by whole periods to before the first frame: the same grid phase, so a sampler
-    anchored there picks the recorded policy's frames and also those recorded before its first plan."""
-    periods = max(0, int(np.ceil((anchor - first_stamp) / FRAME_DT_S)) + 1)
-    return anchor - periods * FRAME_DT_S
+def _recorded_grid_start(anchor: float, first_stamp: float, tolerance_fraction: float) -> tuple[float, float]:
+    """(where to anchor a FrameSampler, first stamp to offer it) so that it picks the frames of the recorded
+    policy's grid (ticks at ``anchor`` + k periods) from the bag's first frame on, also before its first plan.
+
+    The first tick taken is the first whose window (opening tolerance_fraction of a period early) opens at
+    or after the first frame: a window the recording entered half way would hand its first frame in late.
+    """
+    first_tick = math.ceil((first_stamp - anchor) / FRAME_DT_S + tolerance_fraction)
+    return anchor + (first_tick - 1) * FRAME_DT_S, anchor + (first_tick - tolerance_fraction) * FRAME_DT_S
 
 
 def read_bag(path: str | Path, rate_hz: float = FRAME_RATE_HZ) -> Episode:
@@ -59,6 +64,7 @@ def read_bag(path: str | Path, rate_hz: float = FRAME_RATE_HZ) -> Episode:
     status_instruction = ""
     camera_info = None
     grid_anchored = False
+    grid_opens = -math.inf  # frames before it are not offered (recorded grid only)
     try:
         # start="aligned": bag_events finds the recorded policy's grid (recorded.grid_anchor) before the first
         # event; every frame still comes through (before_start only marks those before its first plan)
@@ -67,8 +73,10 @@ def read_bag(path: str | Path, rate_hz: float = FRAME_RATE_HZ) -> Episode:
                 if not grid_anchored:
                     grid_anchored = True
                     if recorded.grid_anchor is not None:
-                        sampler.anchor_at(_grid_start(recorded.grid_anchor, payload.stamp))
-                if sampler.offer(payload.stamp):
+                        anchor, grid_opens = _recorded_grid_start(recorded.grid_anchor, payload.stamp,
+                                                                  sampler.tolerance_fraction)
+                        sampler.anchor_at(anchor)
+                if payload.stamp >= grid_opens - 1e-9 and sampler.offer(payload.stamp):
                     sampled.append((payload.stamp, payload.decode))
             elif kind == "odom":
                 try:

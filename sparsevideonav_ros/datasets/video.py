@@ -67,6 +67,8 @@ class VideoReader:
                 raise VideoError(f"video {self.path} does not exist")
             capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
             if not capture.isOpened():
+                if self._is_av1_hint():
+                    raise self._av1_error()
                 raise VideoError(f"OpenCV cannot open video {self.path}: not a video, or a container its FFmpeg "
                                  f"does not read")
             self._capture, self._pid, self._next = capture, os.getpid(), 0
@@ -76,16 +78,22 @@ class VideoReader:
     def fps(self) -> float:
         return float(self._open().get(cv2.CAP_PROP_FPS) or 0.0)
 
+    def _is_av1_hint(self) -> bool:
+        return self.codec_hint.lower() in ("av1", "libsvtav1", "libaom-av1", "libdav1d")
+
+    def _av1_error(self) -> VideoError:
+        return VideoError(f"{self.path} is AV1 video (LeRobot's default codec, libsvtav1), which OpenCV's FFmpeg "
+                          f"here cannot decode (no software AV1 decoder in the opencv-python wheel). Re-encode it, "
+                          f"e.g. `ffmpeg -i in.mp4 -c:v libx264 -pix_fmt yuv420p out.mp4`, or record the dataset "
+                          f"with vcodec='h264'")
+
     def _undecodable(self) -> VideoError:
         tag = fourcc_text(self._open().get(cv2.CAP_PROP_FOURCC))
-        codec = UNDECODABLE.get(tag, "") or ("AV1" if self.codec_hint.lower() in ("av1", "libsvtav1", "libaom-av1")
-                                            else "")
-        if codec:
-            return VideoError(f"{self.path} is {codec} video (LeRobot's default codec, libsvtav1), which OpenCV's "
-                              f"FFmpeg here cannot decode (no software AV1 decoder in the opencv-python wheel). "
-                              f"Re-encode it, e.g. `ffmpeg -i in.mp4 -c:v libx264 -pix_fmt yuv420p out.mp4`, or "
-                              f"write the dataset with vcodec='h264'")
-        return VideoError(f"cannot decode a frame of {self.path} (codec tag {tag!r}{', ' + self.codec_hint if self.codec_hint else ''})")
+        if UNDECODABLE.get(tag) == "AV1" or self._is_av1_hint():
+            return self._av1_error()
+        hint = f", {self.codec_hint}" if self.codec_hint else ""
+        return VideoError(f"cannot decode a frame of {self.path} (codec tag {tag!r}{hint}): OpenCV's FFmpeg has no "
+                          f"decoder for it or the file is damaged")
 
     def read(self, index: int) -> np.ndarray:
         """Frame ``index`` (0-based, in decoding order) as (H, W, 3) uint8 RGB. Raises VideoError."""
