@@ -184,5 +184,5 @@ def test_capture_goal_stores_the_odometry_pose(ros_context, tmp_path):
     nobody = run(TRIAL + ["capture-goal", str(trial_path), "--odom-topic", "/nobody/odom", "--timeout", "1"])
     assert nobody.returncode == 2 and "no odometry on /nobody/odom" in nobody.stderr
     said = [line for line in nobody.stderr.splitlines() if not line.startswith("[WARN]")]  # rcl's own warnings
-    assert said == [f"error: no odometry on /nobody/odom within 1 s (is the robot side running, with this "
-                    f"ROS_DOMAIN_ID? check with `ros2 topic echo /nobody/odom`)"], nobody.stderr
+    assert said == ["error: no odometry on /nobody/odom within 1 s (is the robot side running, with this "
+                    "ROS_DOMAIN_ID? check with `ros2 topic echo /nobody/odom`)"], nobody.stderr
