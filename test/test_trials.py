@@ -223,7 +223,7 @@ def test_success_needs_the_radius_and_a_stop(known_bag, tmp_path):
     assert never["time_to_first_motion_s"] is None and never["path_length_m"] == 0.0 and never["success"] is False
 
 
-def test_a_bag_that_starts_after_motion_began_says_so(tmp_path):
+def test_a_bag_that_starts_after_motion_began_says_so(tmp_path, capsys):
     late = write_bag(tmp_path / "late", segments=((0.0, 3.0, 0.4),), start_offset_m=0.73, early_command=True,
                      late_frames_s=2.0)
     m = metrics.episode_metrics(read_episode(late), TRIAL)
@@ -236,9 +236,12 @@ def test_a_bag_that_starts_after_motion_began_says_so(tmp_path):
     # a real Go2's odometry starts where it booted: away from the origin alone says nothing
     real = write_bag(tmp_path / "real", segments=(), start_offset_m=5.0, backend="unitree")
     assert metrics.episode_metrics(read_episode(real), TRIAL)["warnings"] == []
-    # and the command prints them
+    # and the command prints them, one line each
     save_trial(TRIAL, late)
+    capsys.readouterr()
     assert trial_tool.main(["metrics", str(late)]) == 0
+    printed = capsys.readouterr().err.splitlines()
+    assert printed == [f"warning: {late}: {warning}" for warning in m["warnings"]]
 
 
 def test_without_an_instruction_the_episode_starts_with_the_bag(tmp_path):
@@ -348,6 +351,15 @@ def test_bad_trial_files_and_bags_without_trials_exit_2(known_bag, tmp_path, cap
     assert "has no goal yet" in capsys.readouterr().err
     assert trial_tool.main(["define", str(goal_less), "--instruction", "x", "--task", "ifn", "--scene", "s",
                             "--index", "0"]) == 2  # exists already
+    no_odometry = tmp_path / "no_odometry"
+    writer = bags.open_writer(no_odometry)
+    from std_msgs.msg import String
+    writer.write(bags.add_connection(writer, "/instruction", "std_msgs/msg/String"), int(T0 * 1e9),
+                 serialize(String(data="x")))
+    writer.close()
+    save_trial(TRIAL, no_odometry)
+    assert trial_tool.main(["metrics", str(no_odometry)]) == 2
+    assert "has no odometry: the metrics need the robot's poses" in capsys.readouterr().err
     not_a_bag = tmp_path / "notabag"
     not_a_bag.mkdir()
     save_trial(TRIAL, not_a_bag)
