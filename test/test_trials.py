@@ -386,3 +386,17 @@ def test_define_attach_and_metrics_commands(known_bag, tmp_path, capsys):
     assert written["success"] is True and written["trial_file"] == str(bag / "trial.json")
     assert trial_tool.main(["show", str(bag)]) == 0
     assert "valid trial (format version 1)" in capsys.readouterr().out
+
+
+def test_metrics_and_tables_need_no_rclpy(known_bag, tmp_path):
+    """The pure part and the metrics/compare commands run where rclpy is absent (an analysis machine)."""
+    save_trial(TRIAL, tmp_path)
+    code = (f"import sys\n"
+            f"from sparsevideonav_ros.tools import compare, trial\n"
+            f"from sparsevideonav_ros.trials import recorded\n"
+            f"assert trial.main(['metrics', {str(known_bag)!r}, '--trial', {str(tmp_path / 'trial.json')!r}, "
+            f"'--out', {str(tmp_path / 'm.json')!r}]) == 0\n"
+            f"assert recorded.bag_start_warnings({str(known_bag)!r}) == []\n"
+            f"assert 'rclpy' not in sys.modules, 'rclpy imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr

@@ -27,6 +27,8 @@ from typing import Optional
 
 import numpy as np
 
+from sparsevideonav_ros.core import se2
+from sparsevideonav_ros.core.pose_history import PoseHistory
 from sparsevideonav_ros.trials.trial import Trial
 
 # Controller and bridge states (controller_node / core.tracking, go2_bridge_node / core.watchdog)
@@ -271,9 +273,6 @@ def offline_metrics(steps: list[dict], odom_stamps: np.ndarray, poses: np.ndarra
     is away from ``start_pose`` (the episode's start): the bag's frames begin mid-run. goal_progress_m: how much closer to the
     goal each moving plan's end is than the robot at its frame (m, median; > 0 heads for the goal).
     """
-    from sparsevideonav_ros.core import se2
-    from sparsevideonav_ros.core.pose_history import PoseHistory
-
     history = PoseHistory(horizon_s=1e9)
     for stamp, pose in zip(odom_stamps, poses):
         history.add(float(stamp), pose)

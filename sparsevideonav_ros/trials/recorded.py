@@ -12,7 +12,7 @@ import numpy as np
 
 from sparsevideonav_ros import bags
 from sparsevideonav_ros.core import se2
-from sparsevideonav_ros.trials.metrics import RecordedEpisode
+from sparsevideonav_ros.trials.metrics import MotionThresholds, RecordedEpisode, late_start_warnings
 
 DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
 
@@ -79,6 +79,13 @@ def read_episode(path: str | Path, odom_topic: Optional[str] = None) -> Recorded
         return episode
     finally:
         reader.close()
+
+
+def bag_start_warnings(path: str | Path, odom_topic: Optional[str] = None,
+                       thresholds: MotionThresholds = MotionThresholds()) -> list[str]:
+    """Why a bag seems to start after the robot began moving (metrics.late_start_warnings); for any tool
+    that reads a bag (evaluation, replay) and should say so."""
+    return late_start_warnings(read_episode(path, odom_topic), thresholds)
 
 
 def first_frame_time(reader) -> Optional[float]:

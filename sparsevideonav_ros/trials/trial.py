@@ -25,6 +25,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from sparsevideonav_ros.core import se2
+
 FORMAT = "sparsevideonav_ros.trial"
 VERSION = 1
 TRIAL_FILE = "trial.json"
@@ -60,7 +62,6 @@ class Goal:
         yaw is NaN when the goal has none."""
         if self.frame == "odom":
             return np.array([self.x, self.y, math.nan if self.yaw is None else self.yaw])
-        from sparsevideonav_ros.core import se2
         relative = np.array([self.x, self.y, 0.0 if self.yaw is None else self.yaw])
         goal = se2.compose(np.asarray(start_pose, dtype=float), relative)
         if self.yaw is None:
