@@ -32,7 +32,7 @@ from sparsevideonav_ros.configs import ConfigError
 from sparsevideonav_ros.trials import metrics as trial_metrics
 from sparsevideonav_ros.trials import tables
 from sparsevideonav_ros.trials.recorded import find_bags, read_episode
-from sparsevideonav_ros.trials.trial import TrialError, find_trial, load_trial
+from sparsevideonav_ros.trials.trial import TASK_TYPES, TrialError, find_trial, load_trial
 
 
 def bag_name(bag: Path) -> str:
@@ -117,10 +117,11 @@ def plot_success(recorded_cells: dict, offline_cells: dict, path: Path) -> None:
 
     panels = [(title, cells) for title, cells in (("Recorded runs", recorded_cells), ("Offline", offline_cells))
               if cells]
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5), squeeze=False)
     for ax, (title, cells) in zip(axes[0], panels):
         scenes = tables.ordered((k[0] for k in cells), last=tables.ALL_SCENES)
-        series = sorted({(k[1], k[2]) for k in cells})
+        task_order = list(TASK_TYPES)  # IFN before BVN, as the paper's table
+        series = sorted({(k[1], k[2]) for k in cells}, key=lambda s: (task_order.index(s[0]), s[1]))
         width = 0.8 / max(1, len(series))
         positions = np.arange(len(scenes))
         for index, (task, policy) in enumerate(series):
@@ -134,11 +135,12 @@ def plot_success(recorded_cells: dict, offline_cells: dict, path: Path) -> None:
                     ax.annotate(f"{successes}/{trials}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                                 ha="center", va="bottom", fontsize=7)
         ax.set_xticks(positions, scenes)
-        ax.set_ylim(0, 110)
+        ax.set_ylim(0, 112)
         ax.set_ylabel("success rate [%]")
         ax.set_title(f"{title}: success within the trial's radius")
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
+        # below the axes: inside, it would cover the bars' counts
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(4, len(series)), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -246,13 +246,14 @@ def command_show(options) -> int:
 
 
 def command_metrics(options) -> int:
-    if options.trial and len(options.bags) > 1:
-        raise TrialError("--trial names the trial of one bag; attach trials to several bags with `attach`")
+    if (options.trial or options.out) and len(options.bags) > 1:
+        raise TrialError("--trial and --out are for one bag; with several, each bag's trial.json is used and "
+                         "its metrics.json written beside it")
     from tqdm import tqdm
     results = []
     for bag in tqdm(options.bags, desc="metrics", unit="bag", file=sys.stderr, disable=len(options.bags) < 2):
         result = bag_metrics(bag, options.trial, options.odom_topic)
-        written = write_metrics(result, bag, options.out if len(options.bags) == 1 else None)
+        written = write_metrics(result, bag, options.out)
         results.append(result)
         if options.json:
             print(json.dumps(result, indent=2))
