@@ -52,7 +52,8 @@ def frame_image(i: int) -> np.ndarray:
 
 
 def write_recorded_bag(folder: Path, seconds: float = 4.0, instruction: str = INSTRUCTION,
-                       status_instruction: str = "", plans_from: int = -1) -> Path:
+                       status_instruction: str = "", plans_from: int = -1,
+                       odometry_silence: tuple[float, float] = (0.0, 0.0)) -> Path:
     """A bag as record:=true writes it: JPEG frames + camera_info at 15 FPS, odometry at 50 Hz, the instruction
     once (latched), policy/status (with the instruction the policy runs) at 1 Hz, and when plans_from >= 0
     the policy's plans (policy/path) stamped with the frames its 4 FPS grid picked from frame plans_from on."""
@@ -79,6 +80,8 @@ def write_recorded_bag(folder: Path, seconds: float = 4.0, instruction: str = IN
                             convert.path_msg_from_waypoints(np.array([[0.5, 0.0, 0.0]]), path_header)))
     for i in range(int(seconds * 50) + 10):
         stamp = T0 - 0.1 + i / 50
+        if T0 + odometry_silence[0] <= stamp < T0 + odometry_silence[1]:
+            continue
         odom = Odometry(header=Header(stamp=common.seconds_to_stamp(stamp), frame_id="odom"),
                         child_frame_id="base_link")
         x, y, yaw = true_pose(stamp)
@@ -190,6 +193,14 @@ def test_bag_instruction_from_policy_status_or_the_caller(tmp_path):
     with pytest.raises(EpisodeError, match=r"episode 'silent' .*: empty instruction"):
         bare.validate()
     assert open_episodes([silent], instruction="go left")[0].instruction == "go left"
+
+
+def test_an_odometry_silence_names_the_first_frame_inside_it(tmp_path):
+    bag = write_recorded_bag(tmp_path / "dropout", seconds=3.0, odometry_silence=(1.0, 1.8))
+    episode = open_episodes([bag])[0]
+    first_inside = int(np.flatnonzero((episode.stamps_s > T0 + 0.98) & (episode.stamps_s < T0 + 1.8))[0])
+    with pytest.raises(EpisodeError, match=rf"episode 'dropout' .*, frame {first_inside}: poses row is not finite"):
+        episode.validate()
 
 
 def test_a_folder_of_bags_reads_each(recorded_bag, tmp_path):
@@ -320,12 +331,12 @@ def test_nan_in_a_poses_file_names_the_frames_it_touches(tmp_path):
 # -- LeRobot v3 ---------------------------------------------------------------------------------
 
 def test_lerobot_v3_write_read_round_trip(tmp_path, monkeypatch):
-    monkeypatch.setattr(lerobot_v3, "FRAMES_PER_FILE", 12)  # episodes of 7 + 6 + 5: two video and data files
+    monkeypatch.setattr(lerobot_v3, "FRAMES_PER_FILE", 12)  # episodes of 7 | 6 + 5: two video and data files
     camera = CameraModel(WIDTH, HEIGHT, camera_matrix=np.array([[90.0, 0, 80], [0, 91.0, 60], [0, 0, 1]]),
                          mount_height_m=0.45, mount_pitch_down_deg=15.0, name="d455")
     written = [memory_episode("ep_a", 7, camera=camera),
-               memory_episode("ep_b", 6, instruction="turn around", offset=1, camera=camera),
-               memory_episode("ep_c", 5, offset=2, poses=False, actions=True, camera=camera)]
+               memory_episode("ep_b", 6, instruction="turn around", offset=30, camera=camera),
+               memory_episode("ep_c", 5, offset=60, poses=False, actions=True, camera=camera)]
     out = lerobot_v3.write_dataset(written, tmp_path / "ds")
 
     info = json.loads((out / "meta" / "info.json").read_text())
@@ -357,8 +368,9 @@ def test_lerobot_v3_write_read_round_trip(tmp_path, monkeypatch):
         assert np.isnan(back.actions[-1]).all() == np.isnan(motions[-1]).all()  # unknown stays unknown
         assert np.allclose(back.camera.intrinsics(), camera.camera_matrix)
         assert back.camera.mount_pitch_down_deg == 15.0 and back.camera.name == "d455"
-        for i in range(len(back)):  # ep_c starts 13 frames into the first file's successor: from_timestamp
+        for i in range(len(back)):  # ep_c starts 6 frames into file-001.mp4: found by its from_timestamp
             assert mean_error(back.frames[i], original.frames[i]) < FRAME_TOLERANCE, (back.episode_id, i)
+    assert mean_error(read[2].frames[0], written[1].frames[0]) > 3 * FRAME_TOLERANCE  # not the file's first frame
     assert np.allclose(read[0].poses, written[0].poses, atol=1e-5)  # float32
     integrated = se2.poses_from_deltas(np.vstack([[0, 0, 0], written[2].actions[:-1]]))
     assert np.allclose(read[2].poses, integrated, atol=1e-5)  # actions only: state = their integral

@@ -8,7 +8,7 @@ as the offline evaluation):
     frames are those the recorded policy planned from. JPEG bytes are held, decoded on access.
   * poses: odometry (x m, y m, yaw rad) interpolated at each frame's stamp (core.pose_history.PoseHistory,
     as the policy receives it); frames before the first / after the last odometry are left out, a frame
-    inside the recording with no odometry gets a NaN pose (Episode.validate names it).
+    inside an odometry silence longer than MAX_ODOMETRY_GAP_S gets a NaN pose (Episode.validate names it).
   * camera: size of the frames, K from camera/camera_info when it is for that size.
   * instruction: the last one recorded on the instruction topic, else the one policy/status reported.
 """
@@ -22,6 +22,9 @@ import numpy as np
 from sparsevideonav_ros.datasets.episodes import FRAME_DT_S, FRAME_RATE_HZ, CameraModel, Episode, EpisodeError, LazyFrames
 
 NAME = "bag"
+# Odometry interpolated across a longer silence is a guess (the robot may have turned): such frames get a
+# NaN pose, which Episode.validate reports with the frame. The stack's odometry runs at 50 Hz.
+MAX_ODOMETRY_GAP_S = 0.5
 
 
 def detect(path: Path) -> bool:
@@ -59,6 +62,7 @@ def read_bag(path: str | Path, rate_hz: float = FRAME_RATE_HZ) -> Episode:
     recorded = evaluate.Episode(kind="bag", path=str(path))
     sampler = FrameSampler(rate_hz)
     odometry = PoseHistory(horizon_s=float("inf"))
+    odometry_stamps: list[float] = []
     sampled = []  # (stamp s, decode () -> RGB)
     instructions: list[tuple[float, str]] = []
     status_instruction = ""
@@ -81,6 +85,7 @@ def read_bag(path: str | Path, rate_hz: float = FRAME_RATE_HZ) -> Episode:
             elif kind == "odom":
                 try:
                     odometry.add(*payload)
+                    odometry_stamps.append(payload[0])
                 except ValueError:  # a NaN odometry message: the frames around it get no pose from it
                     pass
             elif kind == "instruction":
@@ -106,6 +111,12 @@ def read_bag(path: str | Path, rate_hz: float = FRAME_RATE_HZ) -> Episode:
                 poses[i] = odometry.pose_at(stamp)
             except LookupError:
                 pass
+        known = np.asarray(odometry_stamps)
+        if len(known) >= 2:
+            after = np.clip(np.searchsorted(known, stamps), 1, len(known) - 1)
+            silence = known[after] - known[after - 1]
+            inside = (stamps > known[0]) & (stamps < known[-1])
+            poses[inside & (silence > MAX_ODOMETRY_GAP_S)] = np.nan
         covered = np.flatnonzero(np.all(np.isfinite(poses), axis=1))
         if covered.size == 0:
             raise EpisodeError(f"episode {episode_id!r} ({path}): odometry ({recorded.topics['odom']}) does not "
