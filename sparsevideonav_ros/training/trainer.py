@@ -316,8 +316,11 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
             batches = [order[s * batch:(s + 1) * batch] for s in range(first, steps_left)]
             mine = [global_batch[(m * world + rank) * micro:(m * world + rank + 1) * micro].tolist()
                     for global_batch in batches for m in range(options.gradient_accumulation_steps)]
+            # its own generator (worker seeds): an iterator drawn from the global RNG would shift the dropout
+            # draws of a run resumed mid-epoch against an uninterrupted one
             loader = torch.utils.data.DataLoader(dataset, batch_sampler=mine, collate_fn=collate,
-                                                 num_workers=options.num_workers)
+                                                 num_workers=options.num_workers,
+                                                 generator=torch.Generator().manual_seed(options.seed + epoch))
             micro_batches = iter(loader)
             for _ in batches:
                 noise_generator = torch.Generator().manual_seed(options.seed * 1_000_003 + progress.step)
