@@ -171,14 +171,18 @@ def test_bag_episode_is_4fps_with_odometry_poses_camera_info_and_the_instruction
 
 
 def test_bag_frames_follow_the_recorded_policys_grid(tmp_path):
-    bag = write_recorded_bag(tmp_path / "planned", plans_from=2)  # the policy's grid started at frame 2
+    # the recorded policy's grid started at frame 6 (it missed the first frames): the episode takes its frames,
+    # and before them frames on the same grid, not the grid a sampler starting at the bag's first frame makes
+    bag = write_recorded_bag(tmp_path / "planned", plans_from=6)
     episode = open_episodes([bag])[0]
     assert episode.metadata["recorded_grid"]
     picked = [source_index(t) for t in episode.stamps_s]
     sampler = FrameSampler(4.0)
-    planned = [i for i in range(2, 60) if sampler.offer(T0 + i / CAMERA_FPS)]  # what the recorded policy took
-    assert planned[:4] == [2, 5, 9, 13]
-    assert picked == planned  # not the grid of the bag's first frame (0, 4, 8, ...), and no early stray frame
+    planned = [i for i in range(6, 60) if sampler.offer(T0 + i / CAMERA_FPS)]  # what the recorded policy took
+    assert planned[:3] == [6, 9, 13]
+    assert picked == [2] + planned  # frame 2: the tick 0.25 s before frame 6's, whose window the bag covers
+    fresh = FrameSampler(4.0)
+    assert [i for i in range(60) if fresh.offer(T0 + i / CAMERA_FPS)][:3] == [0, 3, 7]  # what we must not do
     episode.validate()
 
 
