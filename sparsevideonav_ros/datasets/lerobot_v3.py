@@ -416,6 +416,8 @@ def write_dataset(episodes: Sequence[Episode], out: str | Path, repo_id: str = "
         if (episode.camera.width, episode.camera.height) != (width, height):
             raise EpisodeError(f"{episode.where()}: frames are {episode.camera.width}x{episode.camera.height}, the "
                                f"first episode's {width}x{height}; one LeRobot video feature has one size")
+    if out.exists() and not out.is_dir():
+        raise EpisodeError(f"{out} is a file; the dataset is a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise EpisodeError(f"{out} exists and is not empty; pass overwrite (--overwrite) to replace it")
     if out.exists() and any(out.iterdir()):
