@@ -180,17 +180,21 @@ def read_dataset(root: str | Path, camera_key: Optional[str] = None) -> list[Epi
     if not episode_files:
         raise EpisodeError(f"{where}: no meta/episodes/chunk-*/file-*.parquet")
     rows = []
-    for path in episode_files:
-        rows.extend(_read_table(path, where).to_pylist())
+    for path in episode_files:  # without LeRobot's per-episode stats/* columns (as its own loader does)
+        try:
+            names = _pq().read_schema(path).names
+        except Exception as error:
+            raise EpisodeError(f"{where}: cannot read {path}: {error}") from error
+        rows.extend(_read_table(path, where, [n for n in names if not n.startswith("stats/")]).to_pylist())
     rows.sort(key=lambda r: int(r["episode_index"]))
 
     data_template = info.get("data_path") or DATA_PATH
     video_template = info.get("video_path") or VIDEO_PATH
     data_tables: dict[Path, object] = {}
     readers: dict[Path, VideoReader] = {}
-    wanted = [c for c in ("episode_index", "frame_index", "timestamp", "task_index", "observation.state", "action",
-                          "nav.stamp_s") + ((key,) if kind == "image" else ()) if c in features or c in (
-                              "episode_index", "frame_index", "timestamp", "task_index")]
+    required = ["episode_index", "frame_index", "timestamp", "task_index"]  # LeRobot's default columns
+    optional = ["observation.state", "action", "nav.stamp_s"] + ([key] if kind == "image" else [])
+    wanted = required + [c for c in optional if c in features]  # only these columns are read from disk
     episodes: list[Episode] = []
     for row in rows:
         index = int(row["episode_index"])
