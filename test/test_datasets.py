@@ -380,6 +380,82 @@ def test_lerobot_v3_write_read_round_trip(tmp_path, monkeypatch):
     assert np.allclose(read[2].poses, integrated, atol=1e-5)  # actions only: state = their integral
 
 
+def write_foreign_lerobot_dataset(root: Path, fps: int = 8, lengths: tuple[int, ...] = (16, 12)) -> list[np.ndarray]:
+    """A v3.0 dataset laid out as LeRobot itself writes one (no nav.* extras, per-episode stats/* columns,
+    the task texts as the pandas index, episodes concatenated in one mp4) at ``fps``; returns each frame's
+    pose (x, y, yaw) per episode. Frame k of episode e is frame_image(100 * e + k)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    key = "observation.images.laptop"
+    video = root / "videos" / key / "chunk-000" / "file-000.mp4"
+    video.parent.mkdir(parents=True)
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (WIDTH, HEIGHT))
+    columns = {name: [] for name in ("observation.state", "action", "timestamp", "frame_index", "episode_index",
+                                     "index", "task_index")}
+    episodes, poses, start = [], [], 0
+    for e, n in enumerate(lengths):
+        trajectory = np.stack([np.arange(n) * 0.05, np.zeros(n), np.arange(n) * 0.01], axis=1)
+        poses.append(trajectory)
+        for k in range(n):
+            writer.write(cv2.cvtColor(frame_image(100 * e + k), cv2.COLOR_RGB2BGR))
+            columns["observation.state"].append(trajectory[k].astype(np.float32).tolist())
+            columns["action"].append([0.05, 0.0, 0.01])
+            columns["timestamp"].append(k / fps)
+            columns["frame_index"].append(k)
+            columns["episode_index"].append(e)
+            columns["index"].append(start + k)
+            columns["task_index"].append(e)
+        episodes.append({"episode_index": e, "tasks": [f"task {e}"], "length": n, "data/chunk_index": 0,
+                         "data/file_index": 0, "dataset_from_index": start, "dataset_to_index": start + n,
+                         f"videos/{key}/chunk_index": 0, f"videos/{key}/file_index": 0,
+                         f"videos/{key}/from_timestamp": start / fps, f"videos/{key}/to_timestamp": (start + n) / fps,
+                         "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
+                         "stats/action/mean": [0.05, 0.0, 0.01]})
+        start += n
+    writer.release()
+    (root / "data" / "chunk-000").mkdir(parents=True)
+    table = pa.table({"observation.state": pa.array(columns["observation.state"], pa.list_(pa.float32(), 3)),
+                      "action": pa.array(columns["action"], pa.list_(pa.float32(), 3)),
+                      "timestamp": pa.array(columns["timestamp"], pa.float32()),
+                      **{c: pa.array(columns[c], pa.int64()) for c in ("frame_index", "episode_index", "index",
+                                                                        "task_index")}})
+    pq.write_table(table, root / "data" / "chunk-000" / "file-000.parquet")
+    (root / "meta" / "episodes" / "chunk-000").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(episodes), root / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
+    tasks = pa.table({"task_index": pa.array(range(len(lengths)), pa.int64()),
+                      "task": pa.array([f"task {e}" for e in range(len(lengths))])})
+    pq.write_table(tasks, root / "meta" / "tasks.parquet")
+    scalar = {"shape": [1], "names": None}
+    info = {"codebase_version": "v3.0", "robot_type": "so101", "fps": fps, "total_episodes": len(lengths),
+            "data_path": lerobot_v3.DATA_PATH, "video_path": lerobot_v3.VIDEO_PATH,
+            "features": {key: {"dtype": "video", "shape": [HEIGHT, WIDTH, 3], "names": ["height", "width", "channels"],
+                               "info": {"video.fps": fps, "video.codec": "mpeg4"}},
+                         "observation.state": {"dtype": "float32", "shape": [3], "names": ["x", "y", "yaw"]},
+                         "action": {"dtype": "float32", "shape": [3], "names": None},
+                         "timestamp": {"dtype": "float32", **scalar},
+                         **{c: {"dtype": "int64", **scalar} for c in ("frame_index", "episode_index", "index",
+                                                                       "task_index")}}}
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+    return poses
+
+
+def test_a_lerobot_dataset_at_another_rate_is_resampled_to_4fps(tmp_path):
+    poses = write_foreign_lerobot_dataset(tmp_path / "foreign", fps=8, lengths=(16, 12))
+    episodes = open_episodes([tmp_path / "foreign"])
+    assert [e.episode_id for e in episodes] == ["foreign/000000", "foreign/000001"]
+    assert [e.instruction for e in episodes] == ["task 0", "task 1"]
+    assert [len(e) for e in episodes] == [8, 6]  # every other frame of 8 FPS
+    for e, episode in enumerate(episodes):
+        validate_all([episode], read_frames=True)
+        assert np.allclose(np.diff(episode.stamps_s), 0.25)
+        assert episode.actions is None  # 8 FPS motions are not 4 FPS motions: recomputed from the poses
+        assert np.allclose(episode.poses, poses[e][::2], atol=1e-6)
+        for i in range(len(episode)):  # episode 1 lies 16 frames into the shared mp4
+            assert mean_error(episode.frames[i], frame_image(100 * e + 2 * i)) < FRAME_TOLERANCE, (e, i)
+        assert episode.camera.width == WIDTH and episode.metadata["resampled_from_fps"] == 8
+
+
 def test_lerobot_writer_refuses_bad_sets(tmp_path):
     with pytest.raises(EpisodeError, match=r"episode 'sized' .*frames are 80x60"):
         small = memory_episode("sized", 4)
