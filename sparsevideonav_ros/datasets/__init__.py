@@ -87,6 +87,7 @@ def open_episodes(sources: Sequence[str | Path], adapter: str = "auto", instruct
     for episode in episodes:
         if instruction and not (episode.instruction or "").strip():
             episode.instruction = instruction
+            episode.metadata["instruction_source"] = "given"  # not recorded: open_episodes(instruction=...)
     return episodes
 
 
