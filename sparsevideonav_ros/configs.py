@@ -192,6 +192,9 @@ class ControllerNodeConfig:
     waypoint_tolerance_m: float = param(0.1, "A waypoint is reached within this distance (m).")
     yaw_tolerance_rad: float = param(0.1, "Turn-in-place and final waypoints are reached within this yaw error (rad).")
     allow_lateral: bool = param(True, "Use lateral velocity (Go2 walks sideways); false = unicycle tracking.")
+    wait_for_recorder: bool = param(False, "No motion until the bag recorder (bag_recorder or ros2 bag's "
+                                           "rosbag2_recorder) subscribes to every recorded topic that has a "
+                                           "publisher (record:=true sets it).")
 
     def __post_init__(self) -> None:
         _positive(self, "rate_hz", "plan_timeout_s", "odom_timeout_s", "odom_history_s", "max_vx", "max_vy",

@@ -103,7 +103,15 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
     Topic("go2/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", ("go2_bridge_node",), (),
           "Bridge state (moving, idle, timeout, estop, rejected, robot_error), backend health, robot state "
           "(mode, gait, body height, error code), SDK errors by name."),
+    # Published by tools/record.py (the runner's recorder, not a stack node); ros2 bag record has no such topic.
+    Topic("recorder/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", (), ("controller_node",),
+          "The runner's bag recorder (record:=true): the recorded topics it has received messages on "
+          "(received_topics); controller_node's wait_for_recorder waits for odom and cmd_vel among them."),
 )}
+# With wait_for_recorder, our recorder must have *received* these (not only subscribed: DDS matching between
+# two other processes may lag the graph) before the controller lets the robot move: the bag then holds the
+# robot at rest and the first command.
+RECORDER_MUST_RECEIVE: tuple[str, ...] = ("odom", "cmd_vel")
 
 SERVICES: dict[str, Service] = {s.name: s for s in (
     Service("policy/reset", "std_srvs/srv/Trigger", "policy_node", "Forget history and route progress."),
@@ -131,6 +139,8 @@ RECORDED_TOPICS: tuple[str, ...] = (
 # service call, which is not recorded).
 REPLAYED_TOPICS: tuple[str, ...] = ("camera/image_raw/compressed", "camera/camera_info", "instruction")
 RECORDER_NAME = "bag_recorder"
+# ROS node names of the recorders: ours (tools/record.py) and `ros2 bag record`'s default (all distros).
+RECORDER_NODE_NAMES = (RECORDER_NAME, "rosbag2_recorder")
 PLAYER_NAME = "bag_player"
 RECORD_STORAGE = "mcap"
 PLAYER_CLOCK_HZ = 100.0
@@ -379,6 +389,8 @@ def plan_processes(launch_name: str, arguments: Optional[dict[str, str]] = None,
                 if target_node == node_name and argument.name in values and values[argument.name] != "":
                     parameters[parameter] = values[argument.name]
         parameters.update(FIXED_PARAMETERS.get(launch_name, {}).get(node_name, {}))
+        if node_name == "controller_node" and _parse_bool(values.get("record", "false"), "record"):
+            parameters["wait_for_recorder"] = True  # no motion before the bag records it
         if node_name == "policy_node":
             parameters.update(replay_parameters)
         processes.append(ProcessSpec(node=node_name, module=spec.module, executable=spec.executable,

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -30,6 +32,10 @@ def node_command(process) -> list[str]:
     if isinstance(process, stack.ProcessSpec):
         return [sys.executable, "-m", process.module] + process.ros_arguments()
     return [sys.executable, "-m", process.module] + process.runner_arguments()
+
+
+# The recorder imports rosbags and the message definitions before it subscribes: seconds on a slow machine.
+RECORDER_READY_TIMEOUT_S = 30.0
 
 
 class GraphRunner:
@@ -49,6 +55,9 @@ class GraphRunner:
         self._logs = []
 
     def start(self) -> "GraphRunner":
+        """Start every process; the bag recorder first, and the others only once it has subscribed to all its
+        topics (RECORDER_READY_TIMEOUT_S, else RuntimeError), so a bag holds the run from its first message.
+        The controller refuses motion until then too (controller_node wait_for_recorder, set by record:=true)."""
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ if self.env is None else self.env)
@@ -56,14 +65,37 @@ class GraphRunner:
         package_root = str(Path(stack.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join([package_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env["PYTHONUNBUFFERED"] = "1"
-        for process in self.processes:
-            output = None
-            if self.log_dir:
-                output = open(self.log_dir / f"{process.node}.log", "w")
-                self._logs.append(output)
-            self.children[process.node] = subprocess.Popen(
-                node_command(process), env=env, stdout=output, stderr=subprocess.STDOUT if output else None)
+        recorders = [p for p in self.processes if isinstance(p, stack.RecordingSpec)]
+        for process in recorders + [p for p in self.processes if p not in recorders]:
+            command = node_command(process)
+            ready = None
+            if process in recorders:
+                ready = Path(tempfile.mkdtemp(prefix="svn-recorder-")) / "subscribed"
+                command = command[:3] + ["--ready-file", str(ready)] + command[3:]
+            self.children[process.node] = subprocess.Popen(command, env=env, **self._output(process.node))
+            if ready is not None:
+                self._wait_ready(process.node, ready)
         return self
+
+    def _output(self, node: str) -> dict:
+        if not self.log_dir:
+            return {}
+        output = open(self.log_dir / f"{node}.log", "w")
+        self._logs.append(output)
+        return {"stdout": output, "stderr": subprocess.STDOUT}
+
+    def _wait_ready(self, node: str, ready: Path) -> None:
+        deadline = time.monotonic() + RECORDER_READY_TIMEOUT_S
+        child = self.children[node]
+        while not ready.exists():
+            if child.poll() is not None or time.monotonic() > deadline:
+                why = (f"exited with {child.returncode}" if child.poll() is not None
+                       else f"not subscribed after {RECORDER_READY_TIMEOUT_S:g} s")
+                self.stop()
+                where = f" (see {self.log_dir / f'{node}.log'})" if self.log_dir else ""
+                raise RuntimeError(f"{node} {why}{where}: not starting a graph that would drive unrecorded")
+            time.sleep(0.05)
+        shutil.rmtree(ready.parent, ignore_errors=True)
 
     def exited(self) -> dict[str, int]:
         """Nodes that have exited, with their return codes."""

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.utilities import remove_ros_args
 
 from sparsevideonav_ros import bags, stack
@@ -49,7 +50,7 @@ def recorder_profiles(topic: stack.Topic) -> tuple[str, ...]:
 
 
 class BagRecorder(common.StackNode):
-    def __init__(self, output: str, topics: list[str], storage: str = "mcap") -> None:
+    def __init__(self, output: str, topics: list[str], storage: str = "mcap", ready_file: str = "") -> None:
         super().__init__(stack.RECORDER_NAME)
         resolved = []
         for topic in topics:
@@ -82,7 +83,11 @@ class BagRecorder(common.StackNode):
             self.writer = bags.open_writer(output, storage)
         except bags.BagError as error:
             raise ConfigError(str(error)) from error
+        self.status_pub = self.create_publisher(DiagnosticArray, "recorder/status", common.topic_qos("recorder/status"))
+        self.create_timer(0.2, self.publish_status)
         self.get_logger().info(f"recording {len(resolved)} topics to {output} ({storage})")
+        if ready_file:  # the runner starts the other nodes once every subscription exists
+            Path(ready_file).write_text(output)
 
     def on_message(self, topic: str, known: stack.Topic, data: bytes) -> None:
         copies = self.copies.get(topic)
@@ -98,6 +103,12 @@ class BagRecorder(common.StackNode):
         self.writer.write(connection, stamp_ns, data)
         self.counts[topic] += 1
 
+    def publish_status(self) -> None:
+        """What is in the bag so far (controller_node's wait_for_recorder reads received_topics)."""
+        values = {"output": self.output, "received_topics": " ".join(sorted(self.counts)),
+                  "messages": sum(self.counts.values()), "before_clock": self.before_clock}
+        self.status_pub.publish(common.diagnostics(self, stack.RECORDER_NAME, common.OK, "recording", values))
+
     def on_shutdown(self) -> None:
         self.writer.close()  # MCAP summary + metadata.yaml: the bag is complete
         total = sum(self.counts.values())
@@ -111,9 +122,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", "-o", required=True, help="bag folder to create (must not exist)")
     parser.add_argument("--storage", "-s", default=stack.RECORD_STORAGE, choices=sorted(bags.STORAGES))
+    parser.add_argument("--ready-file", default="", help="written once every subscription exists (tools/launch.py "
+                                                             "starts the other nodes after it)")
     parser.add_argument("topics", nargs="+", help="absolute topic names (types and QoS from stack.TOPICS)")
     options = parser.parse_args(remove_ros_args(args=argv)[1:])
-    return common.run_node(lambda: BagRecorder(options.output, options.topics, options.storage), argv)
+    return common.run_node(lambda: BagRecorder(options.output, options.topics, options.storage, options.ready_file),
+                           argv)
 
 
 if __name__ == "__main__":
