@@ -102,6 +102,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UsageError as error:
         print(f"train_action_head: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while generating (training saves a checkpoint itself and returns)
+        print("train_action_head: interrupted; the futures cached so far are kept: run the same command again to "
+              "continue", file=sys.stderr)
+        return 130
 
 
 def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
