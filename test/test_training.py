@@ -35,7 +35,7 @@ def _env() -> dict:
 
 # -- labels and the cache --------------------------------------------------------------------------
 
-def test_odometry_and_dataset_labels_are_the_next_eight_motions():
+def test_odometry_and_dataset_labels_are_the_next_eight_motions(tmp_path):
     episode = synthetic_episode(1, frames=24, with_actions=True)
     assert planning_frames(24) == [11, 15, 19, 23]
     for labels in ("odometry", "dataset"):
@@ -43,6 +43,14 @@ def test_odometry_and_dataset_labels_are_the_next_eight_motions():
         assert episode_labels(episode, 19, labels) is None  # the episode ends 4 frames later
         assert frames_needing_futures(episode, labels) == [11, 15]
     assert frames_needing_futures(episode, "relabel") == [11, 15, 19, 23]
+    # through the cache: both label sources give the recorded motion for every cached planning frame
+    cache = FutureCache(tmp_path, {"labels": 1})
+    write_synthetic_cache(cache, [episode])
+    for labels in ("odometry", "dataset"):
+        by_episode, summary = training_samples(cache, [episode], labels)
+        assert [s.entry.frame for s in by_episode["ep001"]] == [11, 15] and summary.no_label == 2
+        np.testing.assert_allclose(np.stack([s.actions for s in by_episode["ep001"]]), np.tile(MOTIONS[1], (2, 8, 1)),
+                                   atol=1e-9)
     with pytest.raises(EpisodeError, match="'ep002'.*--labels dataset"):
         check_label_source(synthetic_episode(2, with_actions=False), "dataset")
     with pytest.raises(EpisodeError, match="'ep003'.*--labels odometry needs poses"):
@@ -84,8 +92,8 @@ def test_training_beats_predicting_the_mean_on_held_out_episodes(tmp_path):
     from sparsevideonav_ros.training.trainer import TrainingOptions, train_action_head
     train, val = synthetic_run(tmp_path)
     assert {s.entry.episode_id for s in train}.isdisjoint({s.entry.episode_id for s in val})
-    options = TrainingOptions(batch_size=8, epochs=1000, max_steps=60, lr=2e-3, warmup_steps=2, log_with="none",
-                              log_every=1000, validation_steps=5)
+    options = TrainingOptions(batch_size=8, epochs=1000, max_steps=60, lr=2e-3, warmup_steps=2,
+                              log_with="tensorboard", log_every=20, validation_steps=5)
     result = train_action_head(train, val, tiny_head_config(), tmp_path / "head", options, log=lambda m: None,
                                backbone={"latent_grid": [8, 8], "text_dim": 32})
     validation = result.report["validation"]
@@ -97,6 +105,35 @@ def test_training_beats_predicting_the_mean_on_held_out_episodes(tmp_path):
     np.testing.assert_allclose(loaded.head_config.action_mean, np.stack([s.actions for s in train]).reshape(-1, 3).mean(0),
                                atol=1e-9)
     assert json.loads((tmp_path / "head" / "backbone.json").read_text())["latent_grid"] == [8, 8]
+    events = list((tmp_path / "head" / "logs").rglob("events.out.tfevents.*"))  # accelerate's TensorBoard tracker
+    assert events and max(e.stat().st_size for e in events) > 0
+    with pytest.raises(ValueError, match="no training samples"):
+        train_action_head([], val, tiny_head_config(), tmp_path / "empty", options)
+
+
+def test_generation_ranks_split_the_episodes_and_give_the_single_process_futures(tmp_path):
+    """Two ranks (run one after the other here) generate disjoint episode sets whose union is, bit for bit,
+    what one process generates: the noise is seeded per plan, not per process."""
+    from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import SparseVideoNavConfig
+    from sparsevideonav_ros.policies.sparsevideonav.models import load_models
+    from sparsevideonav_ros.policies.sparsevideonav.policy import SparseVideoNavPolicy
+    from sparsevideonav_ros.training.future_cache import ShardReader
+    from sparsevideonav_ros.training.generation import assign_episodes, generate_futures
+    assert assign_episodes([16, 40, 16, 24], 2) == [[1, 2], [0, 3]]  # longest first to the least loaded: 56 vs 40
+    config = SparseVideoNavConfig(sampler_steps=2)
+    policy = SparseVideoNavPolicy(config, models=load_models(config))
+    episodes = [synthetic_episode(i, frames=16 + 4 * i, size=64) for i in range(3)]
+    every = lambda e: planning_frames(len(e))  # noqa: E731
+    quiet = dict(progress=False, log=lambda m: None)
+    split, single = FutureCache(tmp_path, {"world": 2}), FutureCache(tmp_path, {"world": 1})
+    wanted = [generate_futures(policy, episodes, split, every, rank=r, world=2, **quiet).wanted for r in (0, 1)]
+    assert generate_futures(policy, episodes, single, every, **quiet).generated == sum(wanted) == 2 + 3 + 4
+    assert min(wanted) > 0 and {p.name.split("-")[1] for p in split.shards()} == {"r0", "r1"}
+    reader = ShardReader()
+    a, b = split.index(), single.index()
+    assert sorted(a) == sorted(b)
+    assert all(torch.equal(reader.row(a[k], "future_latents"), reader.row(b[k], "future_latents")) for k in a)
+    assert generate_futures(policy, episodes, split, every, **quiet).generated == 0  # all cached: nothing again
 
 
 def _train(workdir: Path, out: Path, *extra: str, launcher: tuple = (), step_delay: float = 0.0,
