@@ -295,8 +295,7 @@ def test_generation_killed_and_resumed_then_training_gives_a_head_the_policy_run
     bag = _write_bag(tmp_path / "bag", recorded)
     base = [sys.executable, "-m", "sparsevideonav_ros.tools.train_action_head", str(data), str(bag), "--checkpoint", "tiny",
             "--shard-size", "1", "--sampler-steps", "2", "--log-with", "none"]
-    straight = subprocess.run([*base, "--cache", str(tmp_path / "straight"), "--out", str(tmp_path / "unused"),
-                               "--generate-only"], env=_env(), cwd=REPO, capture_output=True, text=True, timeout=240)
+    straight = subprocess.run([*base, "--cache", str(tmp_path / "straight"), "--generate-only"], env=_env(), cwd=REPO, capture_output=True, text=True, timeout=240)
     assert straight.returncode == 0, straight.stderr[-3000:]
     reference = FutureCache(tmp_path / "straight", {})
     reference.folder = next(p for p in (tmp_path / "straight").iterdir() if p.is_dir())
@@ -314,8 +313,10 @@ def test_generation_killed_and_resumed_then_training_gives_a_head_the_policy_run
     process.wait(timeout=30)
     done = len(list(cache_root.glob("*/shard-*.safetensors")))
     assert 3 <= done < total, done  # killed mid-generation
+    (tmp_path / "head").mkdir(exist_ok=True)
+    (tmp_path / "head" / "old-run.txt").write_text("replaced by --overwrite")
     result = subprocess.run([*base, "--cache", str(cache_root), "--out", str(tmp_path / "head"), "--batch-size", "8",
-                             "--max-steps", "6", "--lr", "1e-3", "--val-fraction", "0.3"],
+                             "--max-steps", "6", "--lr", "1e-3", "--val-fraction", "0.3", "--overwrite"],
                             env=_env(), cwd=REPO, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{total - done} of {total} futures to generate" in result.stdout, result.stdout
@@ -328,6 +329,7 @@ def test_generation_killed_and_resumed_then_training_gives_a_head_the_policy_run
     for key in index_a:
         assert torch.equal(reader.row(index_a[key], "future_latents"), reader.row(index_b[key], "future_latents"))
 
+    assert not (tmp_path / "head" / "old-run.txt").exists()
     report = json.loads((tmp_path / "head" / "training_report.json").read_text())
     assert report["data"]["episodes"] == 3 and report["steps"] == 6 and "train_action_head" in report["command"]
     assert report["data"]["validation_episodes"] == 1 and report["validation"]["head"]["samples"] >= 7

@@ -50,7 +50,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("sources", nargs="+", type=Path, help="bags, episode folders, LeRobot v3 datasets")
     parser.add_argument("--checkpoint", required=True, help="video model: our layout, the release layout or 'tiny'")
     parser.add_argument("--wan-diffusers-dir", default="", help="release layout: diffusers Wan2.1 folder")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the trained action head")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the trained action head (not needed with "
+                                                                "--generate-only)")
     parser.add_argument("--overwrite", action="store_true", help="empty a non-empty --out first")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     data = parser.add_argument_group("data")
@@ -68,6 +69,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     gen.add_argument("--device", default="auto", help="video model device (auto: this process's accelerator device)")
     gen.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
                      help="video model precision (auto: bfloat16 on CUDA, else float32)")
+    gen.add_argument("--text-encoder-device", default="cpu",
+                     help="umT5 device (cpu: as the policy node; each process loads its own copy, ~19 GB of RAM in "
+                          "float32 for umT5-xxl: with many processes per node consider cuda)")
     gen.add_argument("--sampler", default="unipc")
     gen.add_argument("--sampler-steps", type=int, default=4)
     gen.add_argument("--seed", type=int, default=0, help="sampling noise seed of the futures and training seed")
@@ -135,7 +139,9 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
         raise UsageError(f"--val-fraction must be in [0, 1), got {options.val_fraction}")
     if options.resume and options.overwrite:
         raise UsageError("--resume continues the run in --out, --overwrite empties it: pick one")
-    out = options.out.expanduser()
+    if options.out is None and not options.generate_only:
+        raise UsageError("--out is required (the folder for the trained head), except with --generate-only")
+    out = (options.out or Path("train_action_head-out")).expanduser()
     if not options.generate_only:
         _check_out(out, options)
     if options.log_with == "tensorboard":
@@ -268,6 +274,7 @@ def _video_config(options: argparse.Namespace, accelerator):
         return SparseVideoNavConfig(checkpoint=options.checkpoint, wan_diffusers_dir=options.wan_diffusers_dir,
                                     device=device, dtype=dtype, seed=options.seed, sampler=options.sampler,
                                     sampler_steps=options.sampler_steps, action_head="pose",
+                                    text_encoder_device=options.text_encoder_device,
                                     pose_estimator=options.pose_estimator, da3_dir=options.da3_dir,
                                     camera_mount=options.camera_mount,
                                     horizontal_fov_deg=options.horizontal_fov_deg)
