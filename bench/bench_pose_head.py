@@ -247,19 +247,12 @@ def decode_vs_backbone(repeats: int, dtype_name: str, dtype_reason: str) -> str:
 
 
 def full_size_backbone_gflop(svn) -> float:
-    """GFLOP of the 4-step backbone at full size (meta device, as decode_flops counts it)."""
+    """GFLOP of the 4-step backbone at full size as the sampler runs it (meta device, as decode_flops counts)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     which = svn.full_size_spec()
     transformer, _, _ = svn.build_modules(which, "meta", torch.float32)
-    meta = dict(device="meta")
-    z = torch.zeros(1, 16, 10, which.grid, which.grid, **meta)
-    text = torch.zeros(1, 512, which.text_dim, **meta)
-    hist = torch.zeros(1, transformer.video_former.config.num_latents, transformer.video_former.config.dim, **meta)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        transformer(z, torch.full((1,), 999.0, **meta), text, hist)
-    return 4 * counter.get_total_flops() / 1e9
+    return svn.backbone_plan_flops(transformer, which)[2] / 1e9
 
 
 def decode_flops(summaries: list[str]) -> None:
@@ -277,19 +270,14 @@ def decode_flops(summaries: list[str]) -> None:
     ratios = {}
     for which in (spec, svn.full_size_spec()):
         transformer, vae, _ = svn.build_modules(which, "meta", torch.float32)
-        meta = dict(device="meta")
-        z = torch.zeros(1, 16, 10, which.grid, which.grid, **meta)
-        text_m = torch.zeros(1, 512, which.text_dim, **meta)
-        hist = torch.zeros(1, transformer.video_former.config.num_latents, transformer.video_former.config.dim,
-                           **meta)
-        t = torch.full((1,), 999.0, **meta)
+        z = torch.zeros(1, 16, 10, which.grid, which.grid, device="meta")
 
         def count(fn) -> float:
             with torch.no_grad(), FlopCounterMode(display=False) as counter:
                 fn()
             return counter.get_total_flops() / 1e9
 
-        backbone_g = 4 * count(lambda: transformer(z, t, text_m, hist))
+        backbone_g = svn.backbone_plan_flops(transformer, which)[2] / 1e9
         print(f"\n   FLOPs, {which.name} ({which.image_size}x{which.image_size}, VAE base width "
               f"{which.vae['base_dim']}, meta device): 4-step backbone {backbone_g:.1f} GFLOP")
         for name, (fn, *_rest) in choices.items():

@@ -570,6 +570,21 @@ def time_sampler(models, inputs, clock: Clock, steps: int, num_future: int, repe
 
 # -- 5. FLOPs ------------------------------------------------------------------------------------------------
 
+def backbone_plan_flops(transformer, spec: "ModelSpec", steps: int = 4) -> tuple[int, int, int]:
+    """(plan_context, one step reusing it, the whole plan = context + steps x step) FLOPs of the backbone with
+    history, as sample_sparse_future runs it; ``transformer`` on the meta device."""
+    meta = dict(device="meta")
+    text = torch.zeros(1, 512, spec.text_dim, **meta)
+    history = torch.zeros(1, transformer.video_former.config.num_latents, transformer.video_former.config.dim, **meta)
+    latents = torch.zeros(1, 16, REFERENCE_LATENTS + len(SPARSE_FUTURE_OFFSETS), spec.grid, spec.grid, **meta)
+    t = torch.full((1,), 999.0, **meta)
+    with torch.no_grad():
+        context = transformer.plan_context(text, history)
+    once = _count(lambda: transformer.plan_context(text, history))
+    step = _count(lambda: transformer(latents, t, text, history, context=context))
+    return once, step, once + steps * step
+
+
 def _count(fn: Callable) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn()
@@ -612,7 +627,9 @@ def count_flops(spec: ModelSpec, history_frames, action_steps: int = 10, text_to
     out["backbone_forward"] = forward(sparse, hist_tokens)
     out["backbone_forward_no_history"] = forward(sparse, None)
     out["backbone_forward_continuous"] = forward(REFERENCE_LATENTS + CONTINUOUS_FUTURE, hist_tokens)
-    out["backbone_s"] = 4 * out["backbone_forward"]
+    # As the sampler runs it: the per-plan context (text projection, cross-attention K/V) once, then 4 steps
+    # that reuse it (transformer.plan_context).
+    out["plan_context"], out["backbone_step"], out["backbone_s"] = backbone_plan_flops(transformer, spec)
     # per block, one forward: where the FLOPs go
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         transformer(torch.zeros(1, 16, sparse, grid, grid, **meta), t, text, hist_tokens)
@@ -664,6 +681,10 @@ def print_full_size_flops(flops: dict, history_frames, typical_history: int = TY
     print(f"    per block: self-attn {b0['attn1'] / 1e9:.1f}, text cross-attn {b0['attn2'] / 1e9:.1f}, history "
           f"cross-attn {(b0['attn_history'] + b0['history_proj']) / 1e9:.1f} (of which history_proj "
           f"{b0['history_proj'] / 1e9:.1f}), FFN {b0['ffn'] / 1e9:.1f} GFLOP")
+    print(f"  of which the per-plan context (text projection, history_proj, text/history cross-attn K/V): "
+          f"{flops['plan_context'] / tf:.2f} TFLOP, computed once per plan: 4 steps = "
+          f"{flops['plan_context'] / tf:.2f} + 4 x {flops['backbone_step'] / tf:.2f} = {flops['backbone_s'] / tf:.2f} "
+          f"TFLOP (4 full forwards: {4 * fwd / tf:.2f})")
     print(f"  same forward without history attention (plain Wan2.1-1.3B): {fwd_plain / tf:.2f} TFLOP; "
           f"usually quoted: ~{REFERENCE_TFLOP_PER_FORWARD} TFLOP per forward")
     print(f"    -> the quoted {REFERENCE_TFLOP_PER_FORWARD} TFLOP matches the forward WITHOUT the history "

@@ -176,3 +176,64 @@ def test_sampling_runs_a_bf16_model_loaded_with_from_pretrained(tiny, tmp_path):
     out = sampling.sample_sparse_future(bf16, torch.randn(1, 16, 2, 8, 8), text, None, steps=2,
                                         generator=torch.Generator().manual_seed(0))
     assert out.shape == (1, 16, 10, 8, 8) and torch.isfinite(out).all()
+
+
+def _per_step_reference(model, latents, t, text, history):
+    """The step as diffusers' Wan computes it, with nothing shared across steps: the text projection and every
+    cross-attention's keys/values from their raw context, through diffusers' own WanAttnProcessor."""
+    import copy
+
+    from diffusers.models.transformers.transformer_wan import WanAttnProcessor
+
+    stock = copy.deepcopy(model)
+    for block in stock.blocks:
+        block.attn2.set_processor(WanAttnProcessor())
+        block.attn_history.set_processor(WanAttnProcessor())
+    batch, _, frames, height, width = latents.shape
+    rotary = stock.rope(latents)
+    tokens = stock.patch_embedding(latents).flatten(2).transpose(1, 2).contiguous()
+    temb, timestep_proj, text_projected, _ = stock.condition_embedder(t, text, None)
+    timestep_proj = timestep_proj.unflatten(1, (6, -1))
+    for block in stock.blocks:
+        tokens = block(tokens, text_projected, timestep_proj, rotary, history)
+    shift, scale = (stock.scale_shift_table + temb.unsqueeze(1)).chunk(2, dim=1)
+    tokens = stock.proj_out((stock.norm_out(tokens.float()) * (1 + scale) + shift).type_as(tokens))
+    tokens = tokens.reshape(batch, frames, height // 2, width // 2, 1, 2, 2, -1)
+    return tokens.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
+
+
+@pytest.mark.parametrize("text_dim", [TEXT_DIM, 48])  # 48: umT5 width != model width, as at full size
+def test_the_per_plan_context_gives_the_per_step_result(text_dim):
+    """Text projection and cross-attention K/V computed once per plan (plan_context) and reused by each step:
+    the step's output equals diffusers' per-step computation exactly, with and without history, and one
+    context serves steps at different noise levels and timesteps."""
+    tiny = tiny_random_transformer(text_dim).eval()
+    latents, t, text, mask = inputs()
+    text = torch.nn.functional.pad(text, (0, text_dim - TEXT_DIM)) if text_dim > TEXT_DIM else text
+    history = tiny.compress_history(torch.randn(1, 16, 3, 8, 8), None, text, mask)
+    with torch.no_grad():
+        for tokens in (history, None):
+            context = tiny.plan_context(text, tokens)
+            assert len(context.text_kv) == len(tiny.blocks) and (context.history_kv is None) == (tokens is None)
+            for step, timestep in enumerate((999.0, 500.0, 250.0)):
+                noisy = latents + 0.1 * step
+                t_step = torch.tensor([timestep])
+                reused = tiny(noisy, t_step, text, tokens, context=context)
+                torch.testing.assert_close(reused, _per_step_reference(tiny, noisy, t_step, text, tokens),
+                                           atol=1e-6, rtol=0)
+                assert torch.equal(reused, tiny(noisy, t_step, text, tokens))  # context=None: built there
+        # a context from another instruction is really used: the output changes with it
+        other = tiny.plan_context(torch.roll(text, 1, dims=1), history)
+        assert not torch.allclose(tiny(latents, t, text, history, context=other), tiny(latents, t, text, history))
+
+
+def test_sampling_builds_the_context_once_per_plan(tiny, monkeypatch):
+    calls = []
+    original = SparseVideoNavTransformer.plan_context
+    monkeypatch.setattr(SparseVideoNavTransformer, "plan_context",
+                        lambda self, *a, **k: (calls.append(1), original(self, *a, **k))[1])
+    latents, _, text, mask = inputs()
+    history = tiny.compress_history(torch.randn(1, 16, 3, 8, 8), None, text, mask)
+    sampling.sample_sparse_future(tiny, latents[:, :, :2], text, history, steps=4,
+                                  generator=torch.Generator().manual_seed(0))
+    assert calls == [1]

@@ -90,9 +90,11 @@ def sample_sparse_future(transformer, reference_latents: torch.Tensor, text_embe
     scheduler = make_scheduler(sampler, steps)
     text_embeds = text_embeds.to(dtype)
     history_tokens = history_tokens.to(dtype) if history_tokens is not None else None
+    # Text projection and cross-attention keys/values: the same at every step, computed once per plan.
+    context = transformer.plan_context(text_embeds, history_tokens)
     for timestep in scheduler.timesteps:
         t = model_timestep(timestep.expand(batch).to(latents.device), sampler)
-        velocity = transformer(latents.to(dtype), t, text_embeds, history_tokens)
+        velocity = transformer(latents.to(dtype), t, text_embeds, history_tokens, context=context)
         latents = scheduler.step(velocity.float(), timestep, latents).prev_sample
         latents[:, :, :ref_frames] = reference
     return latents
