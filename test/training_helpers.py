@@ -99,6 +99,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--checkpoint-every", type=int, default=5)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--validate-every", type=int, default=0)
     parser.add_argument("--step-delay", type=float, default=0.0, help="seconds slept after each step (kill tests)")
     args = parser.parse_args(argv)
     import time
@@ -109,7 +110,7 @@ def main(argv=None) -> int:
     options = TrainingOptions(batch_size=args.batch_size, gradient_accumulation_steps=args.accumulation,
                               epochs=1000, max_steps=args.steps, lr=args.lr, warmup_steps=2,
                               checkpoint_every=args.checkpoint_every, log_with="none", log_every=1000,
-                              validation_steps=5)
+                              validation_steps=5, validate_every=args.validate_every)
 
     def after_step(step):
         print(f"STEP {step}", flush=True)

@@ -95,6 +95,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     train.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"),
                        help="auto: bf16 on CUDA, none on CPU")
     train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps")
+    train.add_argument("--validate-every", type=int, default=0, help="> 0: validate every this many steps too")
     train.add_argument("--log-with", default="tensorboard", help="accelerate tracker (tensorboard, wandb, ...) or none")
     train.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading the cache")
     return parser.parse_args(argv)
@@ -130,7 +131,8 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
             batch_size=options.batch_size, gradient_accumulation_steps=options.gradient_accumulation_steps,
             epochs=options.epochs, max_steps=options.max_steps, lr=options.lr, weight_decay=options.weight_decay,
             warmup_steps=options.warmup_steps, seed=options.seed, mixed_precision=options.mixed_precision,
-            checkpoint_every=options.checkpoint_every, log_with=options.log_with, num_workers=options.num_workers)
+            checkpoint_every=options.checkpoint_every, log_with=options.log_with, num_workers=options.num_workers,
+            validate_every=options.validate_every)
     except ValueError as error:
         raise UsageError(str(error)) from None
     if options.shard_size < 1:

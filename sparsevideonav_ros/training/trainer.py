@@ -68,6 +68,7 @@ class TrainingOptions:
     log_with: str = "tensorboard"  # an accelerate tracker name, or "none"
     num_workers: int = 0  # DataLoader workers reading shards
     validation_steps: int = 10  # DDIM steps when validating (the policy's action_steps default)
+    validate_every: int = 0  # > 0: also validate (and log it) every this many steps; always at the end
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "gradient_accumulation_steps", "epochs", "checkpoint_every", "keep_checkpoints",
@@ -302,7 +303,8 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
     say(f"training: {len(train_samples)} samples ({len(val_samples)} validation), global batch {batch} = "
         f"{world} process(es) x {options.gradient_accumulation_steps} accumulation x {micro}, {steps_per_epoch} "
         f"steps/epoch, {total_steps} steps, warm-up {warmup}, lr {options.lr:g} cosine, mixed precision "
-        f"{accelerator.mixed_precision}, {sum(p.numel() for p in head.parameters()) / 1e6:.2f}M parameters")
+        f"{accelerator.mixed_precision}, {sum(p.numel() for p in head.parameters()) / 1e6:.2f}M parameters, "
+        f"{accelerator.distributed_type.value} (backend {accelerator.state.backend or 'none'})")
 
     dataset = FutureDataset(train_samples, text_tokens)
     device = accelerator.device
@@ -348,6 +350,13 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
                                          "train/epoch": epoch}, step=progress.step)
                     say(f"step {progress.step}/{total_steps} (epoch {epoch + 1}): loss {progress.losses[-1]:.4f}, "
                         f"lr {scheduler.get_last_lr()[0]:.2e}")
+                if options.validate_every and progress.step % options.validate_every == 0 and val_samples:
+                    # eval mode and its own seeded generator: the training RNG stream is untouched
+                    errors = validate(accelerator.unwrap_model(loss_module).head, val_samples, train_actions,
+                                      text_tokens, options, accelerator)
+                    if options.log_with != "none":
+                        accelerator.log(_validation_scalars(errors), step=progress.step)
+                    say(f"step {progress.step}: " + _validation_line(errors))
                 if after_step is not None:
                     after_step(progress.step)
                 # every rank stops at the same step: the flag is reduced (max) across processes
@@ -368,8 +377,7 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
     head = accelerator.unwrap_model(loss_module).head
     validation = validate(head, val_samples, train_actions, text_tokens, options, accelerator)
     if options.log_with != "none" and validation:
-        accelerator.log({f"val/{name}_{k}": v for name in ("head", "mean_baseline") for k, v in validation[name].items()
-                         if k != "samples"}, step=progress.step)
+        accelerator.log(_validation_scalars(validation), step=progress.step)
     report = {}
     if main:
         head.save_pretrained(out)
@@ -379,6 +387,7 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
                                   for e in range(math.ceil(len(progress.losses) / steps_per_epoch))]
         report = {**(report_extra or {}),
                   "options": dataclasses.asdict(options), "global_batch": batch, "processes": world,
+                  "distributed": accelerator.distributed_type.value, "backend": accelerator.state.backend,
                   "mixed_precision": accelerator.mixed_precision, "steps": progress.step,
                   "trainable_parameters": sum(p.numel() for p in head.parameters() if p.requires_grad),
                   "train_samples": len(train_samples), "validation_samples": len(val_samples),
@@ -425,6 +434,7 @@ def validate(head: SparseVideoNavActionHead, samples: Sequence[TrainingSample], 
     share = math.ceil(len(samples) / world)
     predicted = torch.full((share, head.head_config.num_actions, head.head_config.action_dim), float("nan"),
                            device=device)
+    was_training = head.training
     head.eval()
     for start in range(0, len(indices), 64):
         chunk = indices[start:start + 64]
@@ -435,6 +445,7 @@ def validate(head: SparseVideoNavActionHead, samples: Sequence[TrainingSample], 
                                   inputs["text_mask"].to(device), num_inference_steps=options.validation_steps,
                                   generator=generator)
         predicted[start:start + len(chunk)] = actions.float()
+    head.train(was_training)
     gathered = accelerator.gather(predicted[None]).cpu().numpy()  # (world, share, 8, 3), rank-major
     order = [(r, k) for r in range(world) for k in range(len(range(r, len(samples), world)))]
     by_index = {r + k * world: gathered[r, k] for r, k in order}
@@ -443,6 +454,11 @@ def validate(head: SparseVideoNavActionHead, samples: Sequence[TrainingSample], 
     baseline = np.broadcast_to(train_actions.mean(axis=0), true.shape)
     return {"head": action_errors(prediction, true), "mean_baseline": action_errors(baseline, true),
             "ddim_steps": options.validation_steps}
+
+
+def _validation_scalars(validation: dict) -> dict:
+    return {f"val/{name}_{k}": v for name in ("head", "mean_baseline") for k, v in validation[name].items()
+            if k != "samples"}
 
 
 def _validation_line(validation: dict) -> str:
