@@ -97,8 +97,10 @@ def _generate_episode(policy, episode: Episode, fingerprint: str, wanted: set[in
             raise ValueError(f"{episode.where(frame)}: not a planning frame of the policy (plans after "
                              f"{policy.config.min_frames} frames, every {policy.config.plan_every_frames})")
         latents = policy.imagine()
-        sample = CachedSample(episode.episode_id, frame, fingerprint, episode.instruction,
-                              latents[0, :, REFERENCE_LATENTS:].cpu().contiguous(), text)
+        # kept in the model's dtype: what the head sees at run time (it casts the sampled latents to its own),
+        # and half the disk of float32 in bf16
+        future = latents[0, :, REFERENCE_LATENTS:].to(policy.models.transformer.dtype).cpu().contiguous()
+        sample = CachedSample(episode.episode_id, frame, fingerprint, episode.instruction, future, text)
         if pose_head is not None:
             current, futures = policy.imagined_frames(latents)
             result = pose_head.plan(stamp, current, futures, policy.pose_intrinsics(current.shape[1]),

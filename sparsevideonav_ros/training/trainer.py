@@ -440,10 +440,10 @@ def validate(head: SparseVideoNavActionHead, samples: Sequence[TrainingSample], 
         chunk = indices[start:start + 64]
         inputs = collate([dataset[i] for i in chunk])
         generator = torch.Generator().manual_seed(options.seed + chunk[0])
-        with accelerator.autocast():
-            actions = head.sample(inputs["future_latents"].to(device), inputs["text_embeds"].to(device),
-                                  inputs["text_mask"].to(device), num_inference_steps=options.validation_steps,
-                                  generator=generator)
+        # float32 (no autocast): 24 numbers per sample through the DDIM steps, the head's own precision
+        actions = head.sample(inputs["future_latents"].to(device), inputs["text_embeds"].to(device),
+                              inputs["text_mask"].to(device), num_inference_steps=options.validation_steps,
+                              generator=generator)
         predicted[start:start + len(chunk)] = actions.float()
     head.train(was_training)
     gathered = accelerator.gather(predicted[None]).cpu().numpy()  # (world, share, 8, 3), rank-major
