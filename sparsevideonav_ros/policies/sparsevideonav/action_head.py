@@ -149,6 +149,8 @@ class DiTBlock(nn.Module):
 
 
 class SparseVideoNavActionHead(ModelMixin, ConfigMixin):
+    _repeated_blocks = ["DiTBlock"]  # diffusers' compile_repeated_blocks (sparsevideonav.compile)
+
     """Action Video-Former + DiT denoiser of 8 (dx, dy, dtheta) actions (see the module docstring).
 
     Shapes: future_latents (B, latent_channels=16, num_future_latents=8, h, w) (the generated

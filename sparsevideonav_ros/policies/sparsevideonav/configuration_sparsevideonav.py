@@ -11,6 +11,7 @@ TINY = "tiny"
 ACTION_HEADS = ("auto", "dit", "pose")
 POSE_ESTIMATORS = ESTIMATORS
 CAMERA_MOUNTS = (*MOUNT_PRESETS, "custom")  # the mount presets, or the mount_* parameters
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 
 @dataclass
@@ -50,6 +51,11 @@ class SparseVideoNavConfig:
     device: str = param("cpu", "Torch device of the video model and action head (cpu, cuda, cuda:1, ...).")
     dtype: str = param("float32", "Weights and compute precision.", choices=("float32", "bfloat16", "float16"))
     text_encoder_device: str = param("cpu", "Device of umT5 (used once per instruction; cpu keeps GPU memory free).")
+    compile: bool = param(False, "torch.compile the backbone's and the action head's repeated blocks (diffusers' "
+                                 "regional compilation; shapes are static); the first plans are slow while it "
+                                 "compiles. Needs a C++ compiler on the CPU, Triton on CUDA.")
+    compile_mode: str = param("default", "torch.compile mode when compile is true (reduce-overhead = CUDA graphs).",
+                              choices=COMPILE_MODES)
     sampler: str = param("unipc", "Video sampler: unipc (the release) or pcm_euler (phase-distilled weights).",
                          choices=SAMPLERS)
     sampler_steps: int = param(4, "Video denoising steps (4 after distillation).")

@@ -53,6 +53,8 @@ class SparseVideoNavPolicy(Policy):
         # Weights load here, once, at node configure time (missing files fail the node's start).
         self.models = models or load_models(config)
         self.device = torch.device(config.device)
+        if config.compile:
+            self.compile_models()
         self.history_encoder = StreamingVideoEncoder(self.models.vae)
         self._text: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         self.pose_head: Optional[PoseHead] = None
@@ -61,6 +63,15 @@ class SparseVideoNavPolicy(Policy):
         if self.models.head == "pose":
             self.pose_head = self.build_pose_head()
         self.reset()
+
+    def compile_models(self) -> None:
+        """sparsevideonav.compile: diffusers' regional compilation of the backbone's (and the DiT head's)
+        repeated blocks with static shapes (every plan has the same shapes), lazily at the first plan."""
+        options = dict(fullgraph=True, dynamic=False, mode=None if self.config.compile_mode == "default"
+                       else self.config.compile_mode)
+        self.models.transformer.compile_repeated_blocks(**options)
+        if self.models.action_head is not None:
+            self.models.action_head.compile_repeated_blocks(**options)
 
     def build_pose_head(self) -> PoseHead:
         """The pose head of this config (estimator, mount); also used to relabel imagined futures for training."""
