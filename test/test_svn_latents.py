@@ -337,6 +337,28 @@ def test_offload(text_folders):
         encoder.encode("stop in front of the plant")
 
 
+def test_encode_device_moves_the_encoder_for_one_instruction_only(text_folders):
+    # text_encoder_offload: umT5 lives on the CPU and runs a new instruction on encode_device (a GPU on a robot
+    # workstation; "cpu:0" here, which records the same moves), then goes back; cached instructions move nothing.
+    plain = te.InstructionEncoder.from_pretrained(*text_folders)
+    moving = te.InstructionEncoder.from_pretrained(*text_folders, encode_device="cpu:0")
+    moves = []
+    original = moving.text_encoder.to
+    moving.text_encoder.to = lambda device, *a, **k: (moves.append(str(device)), original(device, *a, **k))[1]
+    assert torch.equal(moving.encode(TEXT)[0], plain.encode(TEXT)[0])
+    assert moves == ["cpu:0", "cpu"] and moving.device == torch.device("cpu")
+    moving.encode(TEXT)
+    assert moves == ["cpu:0", "cpu"]  # cached: no move
+
+
+def test_offload_parameter_places_umt5_on_the_cpu():
+    from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import SparseVideoNavConfig
+    from sparsevideonav_ros.policies.sparsevideonav.models import _text_encoder_placement
+    assert _text_encoder_placement(SparseVideoNavConfig(text_encoder_device="cuda")) == {"device": "cuda"}
+    assert _text_encoder_placement(SparseVideoNavConfig(text_encoder_device="cuda", text_encoder_offload=True)) == {
+        "device": "cpu", "encode_device": "cuda"}
+
+
 def test_text_missing_files_name_them(text_folders, tmp_path):
     text_encoder_dir, tokenizer_dir = text_folders
     with pytest.raises(FileNotFoundError, match="nowhere"):

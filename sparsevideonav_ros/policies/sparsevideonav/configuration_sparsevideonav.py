@@ -51,6 +51,9 @@ class SparseVideoNavConfig:
     device: str = param("cpu", "Torch device of the video model and action head (cpu, cuda, cuda:1, ...).")
     dtype: str = param("float32", "Weights and compute precision.", choices=("float32", "bfloat16", "float16"))
     text_encoder_device: str = param("cpu", "Device of umT5 (used once per instruction; cpu keeps GPU memory free).")
+    text_encoder_offload: bool = param(False, "umT5 lives on the CPU and moves to text_encoder_device only to encode "
+                                              "a new instruction, then back (GPU memory free between "
+                                              "instructions; a move of ~11 GB per new instruction).")
     compile: bool = param(False, "torch.compile the backbone's and the action head's repeated blocks (diffusers' "
                                  "regional compilation; shapes are static); the first plans are slow while it "
                                  "compiles. Needs a C++ compiler on the CPU, Triton on CUDA.")

@@ -233,7 +233,7 @@ def _load_ours(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavMode
     vae = load_vae(_require(folder / "vae", "VAE folder"), device=config.device, dtype=dtype)
     text = InstructionEncoder.from_pretrained(_require(folder / "text_encoder", "text encoder folder"),
                                               _require(folder / "tokenizer", "tokenizer folder"),
-                                              device=config.text_encoder_device)
+                                              **_text_encoder_placement(config))
     return SparseVideoNavModels(transformer.to(config.device).eval(), vae.eval(), action_head, text,
                                 int(layout["image_size"]), head_source, head, why)
 
@@ -262,10 +262,18 @@ def _load_release(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavM
     text = InstructionEncoder.from_pretrained(
         _require(text_source, "umT5 encoder (<wan_diffusers_dir>/text_encoder or models_t5_umt5-xxl-enc-bf16.pth)"),
         tokenizer if tokenizer.is_dir() else _require(wan / "tokenizer", "tokenizer"),
-        device=config.text_encoder_device)
+        **_text_encoder_placement(config))
     grid = int(math.isqrt(transformer.qformer.config.num_latents // transformer.history_slots))
     return SparseVideoNavModels(transformer, vae.eval(), action_head, text, grid * VAE_SPATIAL_STRIDE, head_source,
                                 head, why)
+
+
+def _text_encoder_placement(config: SparseVideoNavConfig) -> dict:
+    """InstructionEncoder device / encode_device: on text_encoder_device, or (text_encoder_offload) living on the
+    CPU and encoding there."""
+    if config.text_encoder_offload:
+        return dict(device="cpu", encode_device=config.text_encoder_device)
+    return dict(device=config.text_encoder_device)
 
 
 def load_models(config: SparseVideoNavConfig) -> SparseVideoNavModels:

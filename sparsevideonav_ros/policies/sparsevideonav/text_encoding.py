@@ -216,10 +216,14 @@ class InstructionEncoder:
     """
 
     def __init__(self, text_encoder, tokenizer, device: Union[str, torch.device] = "cpu",
-                 text_len: int = TEXT_LEN) -> None:
+                 text_len: int = TEXT_LEN, encode_device: Union[None, str, torch.device] = None) -> None:
+        """device: where umT5 lives. encode_device: where it runs a new instruction (None = device); umT5 moves
+        there for that one forward and back to ``device`` after (e.g. lives on the CPU, encodes on the GPU, and
+        the GPU memory is free again between instructions)."""
         self.text_encoder = text_encoder.eval().requires_grad_(False).to(device)
         self.tokenizer = tokenizer
         self.device = torch.device(device)
+        self.encode_device = torch.device(encode_device) if encode_device is not None else None
         self.text_len = int(text_len)
         self.text_dim = int(text_encoder.config.d_model)
         self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
@@ -227,7 +231,8 @@ class InstructionEncoder:
     @classmethod
     def from_pretrained(cls, text_encoder_dir: Union[str, Path], tokenizer_dir: Union[str, Path],
                         device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32,
-                        config: Union[None, str, Path, Mapping[str, Any]] = None) -> "InstructionEncoder":
+                        config: Union[None, str, Path, Mapping[str, Any]] = None,
+                        encode_device: Union[None, str, torch.device] = None) -> "InstructionEncoder":
         """Load from local files only.
 
         text_encoder_dir: a transformers UMT5EncoderModel folder (Wan2.1-T2V-1.3B-Diffusers/text_encoder), or
@@ -238,7 +243,7 @@ class InstructionEncoder:
         """
         tokenizer = _load_tokenizer(Path(tokenizer_dir))
         model = _load_text_encoder(Path(text_encoder_dir), dtype, config)
-        return cls(model, tokenizer, device=device)
+        return cls(model, tokenizer, device=device, encode_device=encode_device)
 
     @property
     def hidden_size(self) -> int:
@@ -274,9 +279,18 @@ class InstructionEncoder:
         if self.text_encoder is None:
             raise RuntimeError("InstructionEncoder was freed by offload(free=True); only cached instructions "
                                "can be encoded, load it again for a new one")
-        ids = self.tokenize(cleaned).to(self.device)
+        run_on = self.encode_device or self.device
+        ids = self.tokenize(cleaned).to(run_on)
         count = int(ids.shape[1])
-        hidden = self.text_encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+        if run_on != self.device:
+            self.text_encoder.to(run_on)
+        try:
+            hidden = self.text_encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state.cpu()
+        finally:
+            if run_on != self.device:  # back where it lives, its accelerator memory released
+                self.text_encoder.to(self.device)
+                if run_on.type == "cuda":
+                    torch.cuda.empty_cache()
         embeds = torch.zeros(1, self.text_len, self.text_dim, dtype=torch.float32)
         embeds[:, :count] = hidden.float().cpu()
         mask = torch.zeros(1, self.text_len, dtype=torch.bool)
