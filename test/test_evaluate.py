@@ -150,7 +150,8 @@ def test_evaluation_of_a_generated_bag_writes_the_report_without_rclpy(episode_b
         assert image is not None and image.shape[0] > 300, name
     frames = read_video(out / "overlay.mp4")
     assert len(frames) == len(steps) == summary["video_frames"]
-    assert frames[0].shape == (240, 320, 3)  # no preview: just the frame
+    band = evaluate.OverlayRenderer(0.35).band_px  # the step's text, above the frame
+    assert frames[0].shape == (band + 240, 320, 3)  # no preview: just the frame
 
 
 def test_overlay_draws_the_plan_and_the_preview_beside_the_frame(episode_bag, tmp_path, preview_policy):
@@ -158,11 +159,17 @@ def test_overlay_draws_the_plan_and_the_preview_beside_the_frame(episode_bag, tm
     assert summary["previews"] == summary["steps"] > 10
     assert summary["instruction"] == INSTRUCTION
     latency = json.loads((tmp_path / "report" / "latency.json").read_text())
-    assert latency["timings_ms"]["imagine"]["p50"] == pytest.approx(1.0)
+    # timings are milliseconds under keys that say so (the policy's timings_s name 'imagine' -> 'imagine_ms')
+    assert latency["timings_ms"]["imagine_ms"]["p50"] == pytest.approx(1.0)
+    assert all(row["imagine_ms"] == pytest.approx(1.0) for row in latency["per_step"])
+    steps = json.loads((tmp_path / "report" / "steps.json").read_text())
+    assert all(s["timings_ms"] == {"imagine_ms": pytest.approx(1.0)} for s in steps)
     frames = read_video(tmp_path / "report" / "overlay.mp4")
     assert len(frames) == summary["steps"]
     # the preview (80x60, a quarter of the frame) is scaled to the frame height: 320 px wide panel
-    assert frames[0].shape == (240, 640, 3)
+    band = evaluate.OverlayRenderer(0.35).band_px  # the step's text, above the frame and the preview
+    assert frames[0].shape == (band + 240, 640, 3)
+    frames = [frame[band:] for frame in frames]  # the camera frames and previews
     # the plan (1 m ahead, 0.2 m left) is drawn in orange on the frame: project it like the renderer
     intrinsics = evaluate.Intrinsics.from_fov(320, 240, 90.0)
     (u, v), = evaluate.project_ground(np.array([[1.0, 0.2, 0.0]]), intrinsics, 0.35)
@@ -178,7 +185,7 @@ def test_overlay_draws_the_plan_and_the_preview_beside_the_frame(episode_bag, tm
     assert np.abs(panel[:, 200:300] - frame[:, 200:300]).mean() > np.abs(panel[:, 200:300] - frame[:, 19:119][:, ::-1]).mean()
 
 
-def test_video_input_with_an_instruction(tmp_path, preview_policy):
+def test_video_input_with_an_instruction(tmp_path, preview_policy, capsys):
     from sparsevideonav_ros.sources.file import write_video
     from sparsevideonav_ros.sources.synthetic import SyntheticSource
 
@@ -193,8 +200,10 @@ def test_video_input_with_an_instruction(tmp_path, preview_policy):
     assert summary["steps"] == 12 and summary["instruction"] == "go to the door"
     assert summary["odometry_messages"] == 0
     assert len(read_video(out / "overlay.mp4")) == 12
-    # scripted needs odometry, which a video does not have: every step says it waits for odometry, no motion
-    assert evaluate.main([str(video), "--policy", "scripted", "--out", str(tmp_path / "scripted")]) == 0
+    # scripted needs odometry, which a video does not have: every step says it waits for odometry, no motion,
+    # no plan (exit 1), and the message says what is missing
+    assert evaluate.main([str(video), "--policy", "scripted", "--out", str(tmp_path / "scripted")]) == 1
+    assert "no odometry" in capsys.readouterr().err.splitlines()[-1]
     waiting = json.loads((tmp_path / "scripted" / "summary.json").read_text())
     assert waiting["states"] == {"waiting_odometry": waiting["steps"]} and waiting["plans_with_waypoints"] == 0
     assert waiting["errors"] == 0
@@ -204,10 +213,13 @@ def test_sqlite3_bag_and_bag_without_instruction(tmp_path, capsys):
     bag = write_episode_bag(tmp_path / "db3", seconds=2.0, storage="sqlite3", with_instruction=False)
     assert list(bag.glob("*.db3"))
     out = tmp_path / "report"
-    assert evaluate.main([str(bag), "-p", "require_instruction=true", "--out", str(out), "--no-video"]) == 0
+    # nobody told it where to go: the report is written, the exit status says no plan came, and how to fix it
+    assert evaluate.main([str(bag), "-p", "require_instruction=true", "--out", str(out), "--no-video"]) == 1
+    hint = capsys.readouterr().err.splitlines()[-1]
+    assert hint.startswith("no plan:") and "waiting_instruction" in hint and "--instruction" in hint, hint
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["instruction_source"] == "none"
-    assert summary["states"] == {"waiting_instruction": summary["steps"]}  # nobody told it where to go
+    assert summary["instruction_source"] == "none" and summary["plans"] == 0
+    assert summary["states"] == {"waiting_instruction": summary["steps"]}
     assert not (out / "overlay.mp4").exists()
     assert evaluate.main([str(bag), "--instruction", "go", "-p", "require_instruction=true",
                           "--out", str(tmp_path / "r2"), "--no-video"]) == 0

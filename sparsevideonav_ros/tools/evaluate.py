@@ -14,13 +14,22 @@ the recorded policy/status reported. The report folder holds:
   plans.png      the policy's plans anchored on the recorded odometry trajectory (and the recorded
                  plans, when the bag has them), plus every plan in the robot frame
   latency.json   per-step compute time and the policy's own timings (also printed); latency.png
-  overlay.mp4    each 4 FPS frame with the plan drawn on it (ground projection + top view), and the
-                 policy's preview image (Plan.preview, e.g. its imagined future) beside it
-  steps.json     every step: stamp, state, waypoints, timings, error
+  overlay.mp4    each 4 FPS frame with the plan drawn on it (ground projection + top view; the recorded
+                 plan of the same frame beside it, in cyan), the step's text in a band above the frame
+                 (never over the clip's own text), and the policy's preview image (Plan.preview, e.g.
+                 its imagined future) beside it
+  steps.json     every step: stamp, state, waypoints, timings (milliseconds, keys ending in _ms), the
+                 chosen action of a discrete-action policy (JanusVLN's answer), error
   summary.json   counts, latency, and the agreement with the recorded plans
 
-Exit status: 0 report written; 1 report written but the policy produced no plan; 2 unusable input
-(missing, truncated or foreign bag, unreadable video) or bad policy configuration.
+While it runs, a progress line (frames read of the input's total, ETA) goes to stderr. A bag whose
+recording starts after the robot began moving is said (trials.recorded.bag_start_warnings): the
+recorded plans then start where the recording does, not where the run did.
+
+Exit status: 0 report written; 1 report written but the policy produced no plan (every step waited
+for an instruction, warmed up or failed: the message says which, and hints --instruction); 2 unusable
+input (missing, truncated or foreign bag, unreadable video), a missing checkpoint or a bad policy
+configuration or params file: one line on stderr, no traceback.
 """
 from __future__ import annotations
 
@@ -41,6 +50,7 @@ from sparsevideonav_ros import stack
 from sparsevideonav_ros.bags import BagError
 from sparsevideonav_ros.configs import ConfigError
 from sparsevideonav_ros.core import images, se2
+from sparsevideonav_ros.core.progress import Progress
 from sparsevideonav_ros.core.intrinsics import intrinsics_from_fov, matrix_from_camera_info
 from sparsevideonav_ros.core.pose_history import PoseHistory
 from sparsevideonav_ros.policies import registry
@@ -49,6 +59,9 @@ from sparsevideonav_ros.policies.runner import PolicyRunner, policy_rate_hz
 from sparsevideonav_ros.policies.runner import Step as RunnerStep
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+# Plan states in which the policy decided something (moved, stopped at the goal, refused its estimate);
+# a run with none of them produced no plan (exit 1): it only waited (instruction, warm-up) or failed.
+DECIDING_STATES = ("ok", "done", "pose_invalid")
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 RAW = "sensor_msgs/msg/Image"
 
@@ -104,6 +117,7 @@ class Episode:
     status_instruction: str = ""
     intrinsics: Optional[Intrinsics] = None
     frames_total: int = 0
+    frames_expected: int = 0  # frames the input holds (bag message count, video frame count; 0 = unknown)
     start_s: float = 0.0  # where the policy's frames start, seconds into the input
     start_reason: str = "first frame"
     grid_anchor: Optional[float] = None  # virtual first sample that lines the 4 FPS grid up with the recording
@@ -142,6 +156,7 @@ def bag_events(path: Path, episode: Episode, image_topic: Optional[str], odom_to
                  "camera_info": stack_named("sensor_msgs/msg/CameraInfo", "camera/camera_info"),
                  "status": stack_named("diagnostic_msgs/msg/DiagnosticArray", "policy/status")}
         episode.topics = {role: conns[0].topic for role, conns in roles.items() if conns}
+        episode.frames_expected = sum(c.msgcount for c in frames)
         start_ns = reader.start_time
         if start == "aligned":
             if roles["path"]:
@@ -206,7 +221,7 @@ def frame_from_message(msg: Any, msg_type: str) -> FrameEvent:
     return FrameEvent(stamp, msg.header.frame_id, decode_raw)
 
 
-def video_events(path: Path, fps: Optional[float], start: str = "0") -> Iterator:
+def video_events(path: Path, fps: Optional[float], start: str = "0", episode: Optional[Episode] = None) -> Iterator:
     from sparsevideonav_ros.sources.base import SourceError
     from sparsevideonav_ros.sources.file import VideoFileSource
 
@@ -216,6 +231,8 @@ def video_events(path: Path, fps: Optional[float], start: str = "0") -> Iterator
         source.open()
     except SourceError as error:
         raise InputError(str(error)) from error
+    if episode is not None:
+        episode.frames_expected = source.frame_count
     try:
         index = 0
         while True:
@@ -234,8 +251,17 @@ def video_events(path: Path, fps: Optional[float], start: str = "0") -> Iterator
 
 # -- running the policy -----------------------------------------------------------------------
 
+def milliseconds_key(name: str) -> str:
+    """A Plan.timings_s name (seconds, e.g. 'action_head_s') as the report's key for milliseconds
+    ('action_head_ms'): a key says the unit of the value it holds."""
+    return f"{name.removesuffix('_s')}_ms"
+
+
 @dataclass
 class Step:
+    """One evaluated step. stamp: the plan's frame stamp (s); compute_ms: observe + plan (ms);
+    timings_ms: the policy's own timings in milliseconds, keys ending in _ms (milliseconds_key)."""
+
     index: int
     stamp: float
     state: str
@@ -244,12 +270,16 @@ class Step:
     timings_ms: dict
     error: str
     odom_pose: Optional[np.ndarray]
-    overlay_jpeg: bytes = b""
+    frame_jpeg: bytes = b""  # the frame stepped on (drawn on when the video is written: all recorded plans known)
     preview_jpeg: bytes = b""
     reason: str = ""  # Plan.reason: why a plan stops beyond its state (e.g. the pose head's failed check)
+    new_plan: bool = True  # False: the policy repeated an earlier plan (same stamp as that plan's step)
+    action: str = ""  # a discrete-action policy's chosen action for this plan (JanusVLN: its answer)
+    instruction: str = ""  # the instruction in effect when the frame was stepped (drawn in the overlay)
 
     def to_json(self) -> dict:
         return {"index": self.index, "stamp": self.stamp, "state": self.state, "reason": self.reason,
+                "new_plan": self.new_plan, "action": self.action,
                 "waypoints": np.round(self.waypoints, 6).tolist(), "compute_ms": round(self.compute_ms, 3),
                 "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}, "error": self.error,
                 "odom_pose": None if self.odom_pose is None else np.round(self.odom_pose, 6).tolist(),
@@ -257,9 +287,11 @@ class Step:
 
 
 def run_policy(events: Iterator, episode: Episode, policy, rate_hz: Optional[float], instruction: str,
-               render: Optional["OverlayRenderer"], max_steps: int = 0) -> list[Step]:
+               render: Optional["OverlayRenderer"], max_steps: int = 0,
+               progress: Optional[Progress] = None) -> list[Step]:
     """Feed the input to ``policy`` through the PolicyRunner, as policy_node does, with every sampled
-    frame stepped before the next one arrives (an evaluation waits for the policy; the robot cannot)."""
+    frame stepped before the next one arrives (an evaluation waits for the policy; the robot cannot).
+    progress: updated with the frames read so far (its total: episode.frames_expected)."""
     reported: set[str] = set()
 
     def report_error(message: str) -> None:  # a refused instruction, a failed step: said once each
@@ -298,6 +330,10 @@ def run_policy(events: Iterator, episode: Episode, policy, rate_hz: Optional[flo
             episode.intrinsics = episode.intrinsics or payload
         elif kind == "frame":
             episode.frames_total += 1
+            if progress is not None:
+                if not progress.total and episode.frames_expected:
+                    progress.total = episode.frames_expected  # known once the input is open
+                progress.update(episode.frames_total, note=f"{len(steps)} steps")
             frame: FrameEvent = payload
             if frame.before_start or (max_steps and len(steps) >= max_steps):
                 continue
@@ -319,19 +355,30 @@ def run_policy(events: Iterator, episode: Episode, policy, rate_hz: Optional[flo
             if not runner.add_frame(frame.stamp, rgb, frame.frame_id, camera_matrix=camera_matrix):
                 continue
             for runner_step in runner.process():
-                steps.append(step_record(len(steps), runner_step))
+                steps.append(step_record(len(steps), runner_step, chosen_action(policy, runner_step)))
+                steps[-1].instruction = runner.instruction or instruction
                 if render is not None:
-                    render.add(steps[-1], runner_step.observation.rgb, episode)
+                    render.add(steps[-1], runner_step.observation.rgb)
     return steps
 
 
-def step_record(index: int, step: RunnerStep) -> Step:
+def chosen_action(policy, step: RunnerStep) -> str:
+    """The action a discrete-action policy chose for this step's plan: JanusVLN's answer text
+    (``last_answer``, set when it decides; a repeated plan keeps the answer it came from); '' for
+    policies without one and for steps that waited or failed."""
+    if step.plan is None or step.plan.state not in DECIDING_STATES:
+        return ""
+    answer = getattr(policy, "last_answer", "")
+    return " ".join(str(answer).split()) if isinstance(answer, str) else ""
+
+
+def step_record(index: int, step: RunnerStep, action: str = "") -> Step:
     """A runner step as the report keeps it (a failed step has state 'error' and its message)."""
     observation, plan = step.observation, step.plan
     compute_ms = step.compute_s * 1e3
     if plan is None:  # the node publishes a stop for any policy failure; here it is a failed step
         return Step(index, observation.stamp, "error", np.zeros((0, 3)), compute_ms, {}, step.error,
-                    observation.odom_pose)
+                    observation.odom_pose, new_plan=False)
     preview = b""
     if plan.preview is not None:
         try:
@@ -339,13 +386,14 @@ def step_record(index: int, step: RunnerStep) -> Step:
         except images.ImageEncodingError:
             preview = b""
     return Step(index, plan.stamp, plan.state, np.asarray(plan.waypoints, dtype=float).reshape(-1, 3), compute_ms,
-                {k: v * 1e3 for k, v in plan.timings_s.items()}, "", observation.odom_pose, preview_jpeg=preview,
-                reason=plan.reason)
+                {milliseconds_key(k): v * 1e3 for k, v in plan.timings_s.items()}, "", observation.odom_pose,
+                preview_jpeg=preview, reason=plan.reason, new_plan=step.new, action=action)
 
 
 # -- drawing ----------------------------------------------------------------------------------
 
 ORANGE, GREEN, WHITE, BLACK, GREY = (255, 140, 0), (60, 220, 60), (255, 255, 255), (0, 0, 0), (90, 90, 90)
+CYAN = (0, 200, 255)  # the recorded plan (RGB)
 
 
 def ascii_text(text: str) -> str:
@@ -376,8 +424,10 @@ def project_ground(waypoints: np.ndarray, intrinsics: Intrinsics, camera_height_
     return points
 
 
-def draw_top_view(image: np.ndarray, waypoints: np.ndarray, size: int = 0, margin: int = 8) -> None:
-    """Top view of the plan in the bottom-left corner: robot at the centre facing up, 1 m scale bar.
+def draw_top_view(image: np.ndarray, waypoints: np.ndarray, size: int = 0, margin: int = 8,
+                  recorded: Optional[np.ndarray] = None) -> None:
+    """Top view of the plan in the bottom-left corner: robot at the centre facing up, 1 m scale bar;
+    ``recorded`` (the recorded plan of the same frame) in cyan under it.
     ``size`` 0: a third of the frame's smaller side (60..150 px)."""
     h = image.shape[0]
     size = size or int(np.clip(min(image.shape[:2]) // 3, 60, 150))
@@ -386,7 +436,8 @@ def draw_top_view(image: np.ndarray, waypoints: np.ndarray, size: int = 0, margi
         return
     region = image[y0:y0 + size, x0:x0 + size]
     region[:] = (region.astype(np.float32) * 0.35).astype(np.uint8)
-    extent = max(1.0, float(np.abs(waypoints[:, :2]).max()) if len(waypoints) else 1.0) * 1.15
+    shown = [w for w in (waypoints, recorded) if w is not None and len(w)]
+    extent = max([1.0] + [float(np.abs(w[:, :2]).max()) for w in shown]) * 1.15
     scale = (size / 2 - 4) / extent  # px per m
     centre = np.array([size / 2, size / 2])
 
@@ -398,6 +449,12 @@ def draw_top_view(image: np.ndarray, waypoints: np.ndarray, size: int = 0, margi
     put_text(image, "1 m", (x0 + 8, y0 + size - 12), 0.35)
     robot = px(0.0, 0.0)
     cv2.arrowedLine(image, robot, px(0.25 * extent / 1.15, 0.0), WHITE, 2, tipLength=0.3)
+    if recorded is not None and len(recorded):
+        previous = robot
+        for x, y, _ in recorded:
+            cv2.line(image, previous, px(x, y), CYAN, 1, cv2.LINE_AA)
+            cv2.circle(image, px(x, y), 2, CYAN, -1)
+            previous = px(x, y)
     previous = robot
     for x, y, yaw in waypoints:
         point = px(x, y)
@@ -409,60 +466,103 @@ def draw_top_view(image: np.ndarray, waypoints: np.ndarray, size: int = 0, margi
 
 
 class OverlayRenderer:
-    """Frames with the plan drawn on them, kept as JPEG until the video is written."""
+    """Overlay frames: the evaluated plan (orange) and the recorded plan of the same frame (cyan) drawn on
+    the frame and in a top view, the step's text in a band above the frame (so it never covers the
+    clip's own text, e.g. a camera's burnt-in time). Frames are kept as JPEG while the policy runs and
+    drawn when the video is written, once every recorded plan has been read (a recorded plan comes
+    after its frame in a bag, by the recorded policy's compute time)."""
+
+    LINE_PX = 20  # text line height in the band
+    BAND_LINES = 3
 
     def __init__(self, camera_height_m: float, instruction: str = "") -> None:
         self.camera_height_m = camera_height_m
         self.instruction = instruction
         self.first_stamp: Optional[float] = None
 
-    def add(self, step: Step, rgb: np.ndarray, episode: Episode) -> None:
-        image = np.ascontiguousarray(rgb).copy()
+    def add(self, step: Step, rgb: np.ndarray) -> None:
+        step.frame_jpeg = images.encode_jpeg(np.ascontiguousarray(rgb), 90)
+
+    @property
+    def band_px(self) -> int:
+        return self.BAND_LINES * self.LINE_PX + 6
+
+    def draw_plan(self, image: np.ndarray, waypoints: np.ndarray, intrinsics: Intrinsics, colour: tuple,
+                  thickness: int) -> None:
+        h, w = image.shape[:2]
+        points = project_ground(waypoints, intrinsics, self.camera_height_m)
+        if not points:
+            return
+        chain = [(w // 2, h - 1)] + points
+        for a, b in zip(chain, chain[1:]):
+            cv2.line(image, a, b, colour, thickness, cv2.LINE_AA)
+        for point in points:
+            cv2.circle(image, point, 6, colour, 2, cv2.LINE_AA)
+
+    def render(self, step: Step, episode: Episode, recorded: Optional[np.ndarray] = None,
+               policy_name: str = "") -> np.ndarray:
+        """The overlay frame of ``step``: band (text) on top of the frame; ``recorded``: the recorded plan
+        of the same frame stamp ((N, 3), None when the bag has none for it)."""
+        image = images.decode_jpeg(step.frame_jpeg).copy()
         h, w = image.shape[:2]
         intrinsics = (episode.intrinsics.scaled_to(w, h) if episode.intrinsics else Intrinsics.from_fov(w, h))
-        points = project_ground(step.waypoints, intrinsics, self.camera_height_m)
-        if points:
-            chain = [(w // 2, h - 1)] + points
-            for a, b in zip(chain, chain[1:]):
-                cv2.line(image, a, b, ORANGE, 3, cv2.LINE_AA)
-            for point in points:
-                cv2.circle(image, point, 6, ORANGE, 2, cv2.LINE_AA)
-        draw_top_view(image, step.waypoints)
-        instruction = self.instruction or (episode.instructions[-1][1] if episode.instructions else
-                                           episode.status_instruction)
+        if recorded is not None and len(recorded):
+            self.draw_plan(image, recorded, intrinsics, CYAN, 2)
+        self.draw_plan(image, step.waypoints, intrinsics, ORANGE, 3)
+        draw_top_view(image, step.waypoints, recorded=recorded)
         self.first_stamp = step.stamp if self.first_stamp is None else self.first_stamp
-        put_text(image, f"step {step.index}  t={step.stamp - self.first_stamp:.2f} s  {step.state}  "
-                        f"{step.compute_ms:.1f} ms", (8, 20))
-        if instruction:
-            put_text(image, instruction[:80], (8, 42))
+        band = np.full((self.band_px, w, 3), 20, np.uint8)
+        first = (f"step {step.index}  t={step.stamp - self.first_stamp:.2f} s  {step.state}  "
+                 f"{step.compute_ms:.1f} ms")
+        if recorded is not None:
+            first += "  orange: " + (policy_name or "evaluated") + ", cyan: recorded"
+        lines = [first, self.instruction or step.instruction]
         if step.error:
-            put_text(image, step.error[:90], (8, 64))
-        step.overlay_jpeg = images.encode_jpeg(image, 90)
+            lines.append(step.error)
+        elif step.action:
+            lines.append(f"action: {step.action}")
+        elif step.reason:
+            lines.append(step.reason)
+        for row, text in enumerate(lines[:self.BAND_LINES]):
+            if text:
+                put_text(band, text[:120], (6, (row + 1) * self.LINE_PX - 4), 0.45)
+        return np.vstack([band, image])
 
 
-def video_frames(steps: list[Step]) -> Iterator[np.ndarray]:
+def video_frames(steps: list[Step], renderer: Optional[OverlayRenderer] = None, episode: Optional[Episode] = None,
+                 policy_name: str = "") -> Iterator[np.ndarray]:
     """Overlay frames, with the preview (scaled to the frame height) beside them when any step has one."""
-    first = images.decode_jpeg(steps[0].overlay_jpeg)
-    h = first.shape[0]
+    renderer = renderer or OverlayRenderer(0.35)
+    episode = episode or Episode(kind="bag", path="")
+    recorded = {stamp_key(stamp): waypoints for stamp, waypoints in episode.recorded_plans}
+
+    def overlay(step: Step) -> np.ndarray:
+        return renderer.render(step, episode, recorded.get(stamp_key(step.stamp)) if recorded else None,
+                               policy_name)
+
+    first = overlay(steps[0])
+    band = renderer.band_px
+    h = first.shape[0] - band  # the camera frame's height: the preview is scaled to it, below the band
     panel_w = 0
     for step in steps:
         if step.preview_jpeg:
             preview = images.decode_jpeg(step.preview_jpeg)
             panel_w = max(panel_w, int(round(preview.shape[1] * h / preview.shape[0])))
     panel_w += panel_w % 2  # even sizes for the codec
-    for step in steps:
-        frame = images.decode_jpeg(step.overlay_jpeg)
+    for index, step in enumerate(steps):
+        frame = first if index == 0 else overlay(step)
         if frame.shape != first.shape:
             frame = cv2.resize(frame, (first.shape[1], first.shape[0]))
         if panel_w:
-            panel = np.full((h, panel_w, 3), 30, np.uint8)
+            panel = np.full((band + h, panel_w, 3), 20, np.uint8)
+            panel[band:] = 30
             if step.preview_jpeg:
                 preview = images.decode_jpeg(step.preview_jpeg)
                 width = int(round(preview.shape[1] * h / preview.shape[0]))
-                panel[:, :width] = cv2.resize(preview, (width, h), interpolation=cv2.INTER_AREA)
-                put_text(panel, "policy preview", (8, 20))
+                panel[band:, :width] = cv2.resize(preview, (width, h), interpolation=cv2.INTER_AREA)
+                put_text(panel, "policy preview", (6, renderer.LINE_PX - 4), 0.45)
             else:
-                put_text(panel, "no preview", (8, 20))
+                put_text(panel, "no preview", (6, renderer.LINE_PX - 4), 0.45)
             frame = np.hstack([frame, panel])
         yield frame
 
@@ -483,7 +583,7 @@ def latency_report(steps: list[Step]) -> dict:
     return {"compute_ms": stats([s.compute_ms for s in steps]),
             "timings_ms": {name: stats([s.timings_ms[name] for s in steps if name in s.timings_ms]) for name in names},
             "per_step": [{"index": s.index, "stamp": s.stamp, "compute_ms": round(s.compute_ms, 3),
-                          **{f"{k}_ms": round(v, 3) for k, v in s.timings_ms.items()}} for s in steps]}
+                          **{k: round(v, 3) for k, v in s.timings_ms.items()}} for s in steps]}
 
 
 def stamp_key(stamp: float) -> int:
@@ -491,17 +591,26 @@ def stamp_key(stamp: float) -> int:
 
 
 def compare_with_recorded(steps: list[Step], recorded: list) -> dict:
-    """Agreement of the evaluated plans with the plans recorded for the same frames (matched by stamp)."""
+    """Agreement of the evaluated plans with the plans recorded for the same frames (matched by stamp).
+
+    Both sides are counted per planned frame: a policy re-publishes (and the evaluation repeats) its last
+    plan between planning frames under the same stamp, so recorded_plans counts path messages and
+    recorded_plan_frames their distinct stamps; every count below is of distinct frames, hence
+    matched_frames <= recorded_plans_in_span <= recorded_plan_frames.
+    """
     if not recorded:
         return {"recorded_plans": 0}
     by_stamp = {stamp_key(stamp): waypoints for stamp, waypoints in recorded}
+    evaluated: dict[int, Step] = {}
+    for step in steps:
+        evaluated.setdefault(stamp_key(step.stamp), step)  # the step that made the plan, not its repeats
     # recorded plans made from frames within the evaluated span (not before the first evaluated frame:
     # the bag may lack those frames, or --start skipped them)
-    first, last = (stamp_key(steps[0].stamp), stamp_key(steps[-1].stamp)) if steps else (0, -1)
+    first, last = (min(evaluated), max(evaluated)) if evaluated else (0, -1)
     in_span = sum(1 for key in by_stamp if first <= key <= last)
-    matched, same_state, differences = 0, 0, []
-    for step in steps:
-        other = by_stamp.get(stamp_key(step.stamp))
+    matched, same_state, differences, unequal_lengths = 0, 0, [], 0
+    for key, step in evaluated.items():
+        other = by_stamp.get(key)
         if other is None:
             continue
         matched += 1
@@ -511,9 +620,12 @@ def compare_with_recorded(steps: list[Step], recorded: list) -> dict:
             position = float(np.linalg.norm(other[:, :2] - step.waypoints[:, :2], axis=1).max())
             yaw = float(np.abs(se2.wrap_angle(other[:, 2] - step.waypoints[:, 2])).max())
             differences.append((position, yaw))
-    result = {"recorded_plans": len(recorded), "recorded_plans_in_span": in_span, "matched_frames": matched,
-              "same_stop_or_go": same_state,
-              "compared_waypoints": len(differences)}
+        elif len(other) and len(step.waypoints):
+            unequal_lengths += 1
+    result = {"recorded_plans": len(recorded), "recorded_plan_frames": len(by_stamp),
+              "evaluated_plan_frames": len(evaluated), "recorded_plans_in_span": in_span, "matched_frames": matched,
+              "same_stop_or_go": same_state, "compared_waypoints": len(differences),
+              "unequal_waypoint_counts": unequal_lengths}
     if differences:
         positions = np.array([d[0] for d in differences])
         result.update(max_position_difference_m=round(float(positions.max()), 6),
@@ -613,6 +725,13 @@ def plot_latency(steps: list[Step], path: Path) -> None:
     plt.close(fig)
 
 
+def yaml_error_text(error) -> str:
+    """One line for a PyYAML error: the problem and where ('expected ... at line 3, column 5')."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
 def parse_values(items: list[str]) -> dict[str, Any]:
     import yaml
 
@@ -621,7 +740,10 @@ def parse_values(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"policy parameters are name=value, got {item!r}")
         key, text = item.split("=", 1)
-        values[key.strip()] = yaml.safe_load(text)
+        try:
+            values[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"-p {item}: the value is not valid YAML: {yaml_error_text(error)}") from None
     return values
 
 
@@ -631,14 +753,38 @@ def policy_block(params_file: Path, policy: str) -> dict[str, Any]:
 
     try:
         data = yaml.safe_load(Path(params_file).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"--params-file {params_file}: {error}") from error
+    except OSError as error:
+        raise ConfigError(f"--params-file {params_file}: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--params-file {params_file}: not valid YAML: {yaml_error_text(error)}") from None
     for key, block in (data.items() if isinstance(data, dict) else ()):
         if str(key).rstrip("/").split("/")[-1] == "policy_node" and isinstance(block, dict):
             values = (block.get("ros__parameters") or {}).get(policy)
             if isinstance(values, dict):
                 return values
     raise ConfigError(f"--params-file {params_file} has no policy_node block for policy {policy!r}")
+
+
+def make_policy(name: str, values: dict):
+    """registry.make_policy, with a checkpoint that cannot be loaded (missing files, wrong layout: each
+    policy's CheckpointError) turned into a ConfigError: a one-line error (exit 2), not a traceback."""
+    try:
+        return registry.make_policy(name, values)
+    except RuntimeError as error:
+        if type(error).__name__ != "CheckpointError":  # policies/<name>/checkpoints.py, not imported here (torch)
+            raise
+        raise ConfigError(f"policy {name!r}: {error}") from error
+
+
+def late_start_warnings(path: Path, odom_topic: Optional[str]) -> list[str]:
+    """trials.recorded.bag_start_warnings: why the bag seems to start after the robot began moving
+    (the recorder came late); [] when it cannot tell (the evaluation itself reports unreadable bags)."""
+    from sparsevideonav_ros.trials.recorded import bag_start_warnings
+
+    try:
+        return bag_start_warnings(path, odom_topic)
+    except (BagError, LookupError, ValueError):
+        return []
 
 
 def default_out(input_path: Path, policy: str) -> Path:
@@ -651,22 +797,28 @@ def evaluate(input_path: Path, policy_name: str, out: Path, instruction: str = "
              odom_topic: Optional[str] = None, video_fps: Optional[float] = None, max_steps: int = 0,
              write_video: bool = True, start: str = "aligned") -> dict:
     """Run the evaluation and write the report folder; returns the summary. Raises InputError (and
-    bags.BagError, a RuntimeError too) for unusable input, ConfigError for a bad policy configuration."""
-    policy = registry.make_policy(policy_name, values or {})
-    rate_hz = policy_rate_hz(type(policy), rate_hz, option="--rate")  # the policy's own rate, or refused
+    bags.BagError, a RuntimeError too) for unusable input, ConfigError for a bad policy configuration
+    or a checkpoint that cannot be loaded. Progress and a late-start warning go to stderr."""
     input_path = Path(input_path)
-    if not input_path.exists():
+    if not input_path.exists():  # before the policy loads: a typo in the path must not cost a model load
         raise InputError(f"no such bag or video: {input_path}")
+    policy = make_policy(policy_name, values or {})
+    rate_hz = policy_rate_hz(type(policy), rate_hz, option="--rate")  # the policy's own rate, or refused
     if input_path.is_file() and input_path.suffix.lower() in VIDEO_SUFFIXES:
         episode = Episode(kind="video", path=str(input_path))
-        events = video_events(input_path, video_fps, start)
+        events = video_events(input_path, video_fps, start, episode)
     else:
         episode = Episode(kind="bag", path=str(input_path))
         events = bag_events(input_path, episode, image_topic, odom_topic, start, rate_hz)
+    start_warnings = late_start_warnings(input_path, odom_topic) if episode.kind == "bag" else []
+    for warning in start_warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     renderer = OverlayRenderer(camera_height_m, instruction) if write_video else None
     started = time.perf_counter()
-    steps = run_policy(events, episode, policy, rate_hz, instruction, renderer, max_steps)
+    progress = Progress(f"evaluate {policy_name}", unit="frames")
+    steps = run_policy(events, episode, policy, rate_hz, instruction, renderer, max_steps, progress)
     elapsed = time.perf_counter() - started
+    progress.finish(f"{len(steps)} steps")
     if not steps:
         raise InputError(f"{input_path}: no frame reached the policy ({episode.frames_total} frames, none decodable)")
 
@@ -679,7 +831,8 @@ def evaluate(input_path: Path, policy_name: str, out: Path, instruction: str = "
     video_frames_written = 0
     if write_video:
         from sparsevideonav_ros.sources.file import write_video as write_mp4
-        video_frames_written = write_mp4(out / "overlay.mp4", video_frames(steps), rate_hz)
+        video_frames_written = write_mp4(out / "overlay.mp4", video_frames(steps, renderer, episode, policy_name),
+                                         rate_hz)
     used_instruction = instruction or (episode.instructions[0][1] if episode.instructions else
                                        episode.status_instruction)
     states: dict[str, int] = {}
@@ -694,16 +847,48 @@ def evaluate(input_path: Path, policy_name: str, out: Path, instruction: str = "
         "rate_hz": rate_hz, "frames_in_input": episode.frames_total, "steps": len(steps),
         "start_s": round(episode.start_s, 6), "start": episode.start_reason,
         "grid_anchor": episode.grid_anchor, "grid_matched_plan_frames": episode.grid_matches,
-        "states": states, "plans_with_waypoints": sum(1 for s in steps if len(s.waypoints)),
+        "states": states, "plans": sum(1 for s in steps if s.state in DECIDING_STATES),
+        "plans_with_waypoints": sum(1 for s in steps if len(s.waypoints)),
         "errors": len(errors), "first_error": errors[0].error if errors else "",
         "previews": sum(1 for s in steps if s.preview_jpeg), "odometry_messages": len(episode.odometry),
         "camera_intrinsics": "camera_info" if episode.intrinsics else "assumed 90 deg horizontal FOV",
         "camera_height_m": camera_height_m, "compute_ms": latency["compute_ms"],
         "versus_recorded": compare_with_recorded(steps, episode.recorded_plans),
         "video_frames": video_frames_written, "evaluation_wall_s": round(elapsed, 3),
+        "bag_start_warnings": start_warnings,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def waypoint_comparison_text(versus: dict) -> str:
+    """The waypoint part of the 'versus recorded plans' line: the median difference, or why there is none."""
+    if "median_position_difference_m" in versus:
+        return (f"median waypoint difference {versus['median_position_difference_m']:.3f} m "
+                f"(max {versus['max_position_difference_m']:.3f} m, {versus['within_5cm']} of "
+                f"{versus['compared_waypoints']} within 5 cm)")
+    if not versus.get("matched_frames"):
+        return "no waypoints compared: no evaluated frame has a recorded plan"
+    if versus.get("unequal_waypoint_counts"):
+        return (f"no waypoints compared: the {versus['unequal_waypoint_counts']} matched plans that move have "
+                f"a different number of waypoints than the recorded ones")
+    return "no waypoints compared: in every matched frame one of the two plans is a stop"
+
+
+def no_plan_message(summary: dict) -> str:
+    """Why the evaluation produced no plan (exit 1), with what to do about it."""
+    states = summary["states"]
+    message = f"no plan: in {summary['steps']} steps the policy never planned (states {states})"
+    if states.get("waiting_instruction"):
+        message += (f"; it waited for an instruction ({summary['instruction_source']} gave "
+                    f"{summary['instruction']!r}): give one with --instruction \"...\"")
+    elif states.get("waiting_odometry"):
+        message += (f"; it waited for odometry and the input has {summary['odometry_messages']} odometry messages"
+                    + (" (a video has no odometry): evaluate a bag with odometry" if summary["kind"] == "video"
+                       else ""))
+    elif summary["errors"]:
+        message += f"; first error: {summary['first_error']}"
+    return message
 
 
 def print_summary(summary: dict, out: Path) -> None:
@@ -715,11 +900,14 @@ def print_summary(summary: dict, out: Path) -> None:
           f"max {c.get('max', float('nan'))}  mean {c.get('mean', float('nan'))}  (n={c['count']})")
     versus = summary["versus_recorded"]
     if versus.get("recorded_plans"):
-        print(f"versus recorded plans: {versus['matched_frames']} frames matched, {versus['same_stop_or_go']} "
-              f"same stop/go, median waypoint difference {versus.get('median_position_difference_m', '-')} m")
+        print(f"versus recorded plans: {versus['matched_frames']} of {versus['recorded_plans_in_span']} recorded "
+              f"planned frames in the evaluated span matched, {versus['same_stop_or_go']} same stop/go; "
+              f"{waypoint_comparison_text(versus)}")
     if summary["errors"]:
         print(f"{summary['errors']} steps failed; first: {summary['first_error']}")
     print(f"report: {out.resolve()}")
+    if not summary["plans"]:
+        print(no_plan_message(summary), file=sys.stderr)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -766,7 +954,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print_summary(summary, out)
-    return 0 if summary["plans_with_waypoints"] or summary["errors"] < summary["steps"] else 1
+    return 0 if summary["plans"] else 1
 
 
 if __name__ == "__main__":
