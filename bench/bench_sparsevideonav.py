@@ -91,6 +91,15 @@ CAMERA_SHAPE = (360, 640, 3)  # what the camera node hands the policy before its
 DEFAULT_HISTORY_FRAMES = (8, 20, 60, 120, 180)
 CONTINUOUS_FUTURE = 20
 RTX4090_BF16_TFLOPS = 165.0
+# Dense bf16 tensor-core peaks (vendor datasheets, no sparsity) by a substring of torch.cuda.get_device_name(),
+# most specific first: the FLOP floor of the device the bench runs on, when --peak-tflops is not given.
+DENSE_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0), ("L40S", 362.0),
+                     ("RTX 4090", RTX4090_BF16_TFLOPS), ("A10G", 70.0), ("A10", 125.0))
+
+
+def device_peak_tflops(name: str) -> Optional[float]:
+    """Dense bf16 peak of a GPU named ``name`` (DENSE_BF16_TFLOPS), None when unknown."""
+    return next((peak for key, peak in DENSE_BF16_TFLOPS if key.lower() in name.lower()), None)
 REFERENCE_TFLOP_PER_FORWARD = 7.9  # the figure usually quoted for one plain Wan2.1-1.3B forward at 256x256
 REFERENCE_TFLOP_PER_STEP = 32.0
 PAPER_SPARSE_SPEEDUP = 1.7
@@ -948,10 +957,19 @@ def main(argv=None) -> int:
         results["full_size_flops"] = full_flops
         results["full_size_flop_summary"] = full_summary
         measured = results.get("breakdown", {}).get("median")
-        if args.full_size and measured and args.peak_tflops:
+        peak, source = args.peak_tflops, "given by --peak-tflops"
+        if peak is None and device.type == "cuda":
+            name = torch.cuda.get_device_name(device)
+            peak, source = device_peak_tflops(name), f"dense bf16 peak of the {name}"
+        if args.full_size and measured and peak:
             backbone = full_flops["backbone_s"] / 1e12 / measured["backbone_s"]
-            print(f"  measured backbone throughput {backbone:.0f} TFLOP/s = {backbone / args.peak_tflops * 100:.0f}% "
-                  f"of the {args.peak_tflops:.0f} TFLOP/s given by --peak-tflops")
+            print(f"  measured backbone throughput {backbone:.0f} TFLOP/s = {backbone / peak * 100:.0f}% "
+                  f"of the {peak:.0f} TFLOP/s {source}")
+            for part in ("backbone_s", "action_head_s", "preview_decode_s"):
+                if part in measured and full_flops.get(part):
+                    floor_s = full_flops[part] / (peak * 1e12)
+                    print(f"  {part.removesuffix('_s'):<14} {measured[part]:.3f} s = {measured[part] / floor_s:.2f}x "
+                          f"its FLOP floor ({floor_s:.3f} s at {peak:.0f} TFLOP/s)")
 
     print("\n## 6. Full size on a GPU")
     if args.full_size and device.type == "cuda":
