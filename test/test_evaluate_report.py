@@ -275,3 +275,47 @@ def test_overlay_video_draws_the_recorded_plans_of_a_bag(tmp_path, action_policy
     for index in drawn:
         window = frames[index][band + v - 8:band + v + 9, u - 8:u + 9].astype(int)
         assert np.abs(window - cyan_bgr).sum(axis=2).min() < 90, index
+
+
+# -- plots ---------------------------------------------------------------------------------------
+
+def test_trajectory_panels_keep_equal_axes_without_squashing_a_straight_run(tmp_path):
+    """A 4 m straight run (0.02 m sideways) gets a square window: equal metres on both axes, full height."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 6))
+    poses = np.stack([np.linspace(0.0, 4.0, 50), np.linspace(0.0, 0.02, 50), np.zeros(50)], axis=1)
+    ax.plot([1.0, 2.0], [0.0, 0.1])  # a plan drawn before the odometry stays in the window
+    evaluate.draw_odometry(ax, poses, "driven", "test")
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    assert x1 - x0 == pytest.approx(y1 - y0) and x1 - x0 >= 4.0
+    assert x0 < 0.0 and x1 > 4.0 and y0 < 0.0 < 0.1 < y1
+    assert ax.get_aspect() == 1.0
+    fig.canvas.draw()
+    box = ax.get_window_extent()
+    assert box.height == pytest.approx(box.width, rel=0.02)  # a square panel, not a strip
+    plt.close(fig)
+
+
+def test_demo_trajectory_png_of_a_straight_run(tmp_path):
+    import cv2
+
+    from sparsevideonav_ros.tools import demo
+    from sparsevideonav_ros.tools.monitor import Record
+
+    record = Record()
+    for i in range(50):
+        pose = np.array([i * 0.08, 0.0, 0.0])
+        record.odom.append((float(i), float(i), pose, np.zeros(3)))
+        record.plans.append((float(i), float(i), "base_link", np.array([[0.5, 0.0, 0.0]])))
+    demo.plot_trajectory(record, tmp_path / "trajectory.png")
+    image = cv2.imread(str(tmp_path / "trajectory.png"))
+    # the axes frame (black spines) is square: find the rows / columns that are dark over half the image
+    dark = image.astype(int).sum(axis=2) < 200
+    rows = np.where(dark.sum(axis=1) > 0.5 * image.shape[1])[0]
+    cols = np.where(dark.sum(axis=0) > 0.5 * image.shape[0])[0]
+    assert len(rows) >= 2 and len(cols) >= 2, (rows, cols)
+    height, width = rows.max() - rows.min(), cols.max() - cols.min()
+    assert height == pytest.approx(width, rel=0.05), (height, width)

@@ -652,13 +652,29 @@ def anchored(plans: list, odometry: list) -> list[np.ndarray]:
     return result
 
 
+def square_limits(ax, min_span_m: float = 1.0, margin: float = 0.08) -> None:
+    """Equal axes (1 m is as long in x as in y) over a square window around everything drawn so far, at least
+    ``min_span_m`` wide: a straight run keeps the panel's full height instead of being squashed into a strip
+    (matplotlib's aspect 'equal' alone shrinks the axes box to the data's shape)."""
+    ax.relim()
+    ax.autoscale_view()
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    if ax.has_data() and ax.dataLim.width >= 0 and np.all(np.isfinite(ax.dataLim.get_points())):
+        (x0, y0), (x1, y1) = ax.dataLim.get_points()
+    span = max(min_span_m, x1 - x0, y1 - y0) * (1.0 + 2 * margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    ax.set_xlim(cx - span / 2, cx + span / 2)
+    ax.set_ylim(cy - span / 2, cy + span / 2)
+    ax.set_aspect("equal", adjustable="box")
+
+
 def draw_odometry(ax, poses: np.ndarray, label: str, title: str) -> None:
     """Driven (N, 3) odometry poses with start/end marks on an odom-frame panel (plans drawn before it)."""
     if len(poses):
         ax.plot(poses[:, 0], poses[:, 1], "-", color="tab:blue", lw=2, label=label)
         ax.plot(*poses[0, :2], "go", label="start")
         ax.plot(*poses[-1, :2], "rs", label="end")
-    ax.set_aspect("equal")
+    square_limits(ax)
     ax.grid(True, alpha=0.3)
     ax.set_xlabel("x [m] (odom)")
     ax.set_ylabel("y [m] (odom)")
