@@ -124,15 +124,21 @@ def test_rendered_imagination_through_the_hook_gives_the_walked_plan(pose_models
         assert abs(math.degrees(se2.wrap_angle(plan.waypoints[index, 2] - expected[2]))) < 3.0
 
 
-def test_wrong_intrinsics_do_not_give_the_walk(pose_models):
-    # The same rendered walk with a camera FOV that does not match: the plan must not be the walk (it is
-    # refused or off), so the test above depends on the intrinsics the policy computes.
-    mount = MOUNT_PRESETS["osmo"]
-    frames, truth = _walk(mount)
+def _walk_with_a_wrong_fov_parameter(pose_models):
+    """(policy imagining the rendered osmo walk with horizontal_fov_deg 100 instead of the render's 70, frames,
+    true waypoints)."""
+    frames, truth = _walk(MOUNT_PRESETS["osmo"])
     policy = SparseVideoNavPolicy(SparseVideoNavConfig(action_head="pose", horizontal_fov_deg=100.0),
                                   models=pose_models)
     policy.imagined_frames = lambda latents: (frames[0], frames[1:])
     policy.set_instruction(INSTRUCTION)
+    return policy, frames, truth
+
+
+def test_wrong_intrinsics_do_not_give_the_walk(pose_models):
+    # The same rendered walk with a camera FOV that does not match: the plan must not be the walk (it is
+    # refused or off), so the test above depends on the intrinsics the policy computes.
+    policy, frames, truth = _walk_with_a_wrong_fov_parameter(pose_models)
     plan = run(policy, noise(12, shape=(SIZE, SIZE, 3)))[-1]
     assert plan.state == POSE_INVALID_STATE or np.hypot(*(plan.waypoints[7, :2] - truth[1, :2])) > 0.05
 
@@ -140,21 +146,16 @@ def test_wrong_intrinsics_do_not_give_the_walk(pose_models):
 def test_the_camera_info_matrix_wins_over_the_fov_parameter(pose_models):
     # The same walk and the same wrong horizontal_fov_deg as above, but the observations carry the camera's K
     # (policy_node: its CameraInfo for frames of that size): the plan is the walk again, and status says why.
-    mount = MOUNT_PRESETS["osmo"]
-    frames, truth = _walk(mount)
-    policy = SparseVideoNavPolicy(SparseVideoNavConfig(action_head="pose", horizontal_fov_deg=100.0),
-                                  models=pose_models)
-    policy.imagined_frames = lambda latents: (frames[0], frames[1:])
-    policy.set_instruction(INSTRUCTION)
+    policy, frames, truth = _walk_with_a_wrong_fov_parameter(pose_models)
     k = intrinsics_from_fov(SIZE, SIZE, math.radians(FOV_DEG))
     plans = [policy.step(Observation(stamp=i * 0.25, rgb=rgb, camera_matrix=k))
              for i, rgb in enumerate(noise(12, shape=(SIZE, SIZE, 3)))]
     assert plans[-1].state == "ok", plans[-1].reason
     assert np.hypot(*(plans[-1].waypoints[7, :2] - truth[1, :2])) < 0.1 * np.hypot(*truth[1, :2])
-    assert policy.status_values() == {"pose_intrinsics": "camera_info"}
+    assert policy.status_values()["pose_intrinsics"] == "camera_info"
     policy.step(Observation(stamp=3.0, rgb=noise(1, shape=(SIZE, SIZE, 3))[0]))  # no K: the parameter, said so
-    assert policy.status_values() == {
-        "pose_intrinsics": f"horizontal_fov_deg 100 (no camera_info for {SIZE}x{SIZE} frames)"}
+    assert policy.status_values()["pose_intrinsics"] == (
+        f"horizontal_fov_deg 100 (no camera_info for {SIZE}x{SIZE} frames)")
     for bad in (np.eye(2), np.full((3, 3), np.nan), np.diag([0.0, 1.0, 1.0]), np.diag([100.0, 100.0, 2.0])):
         with pytest.raises(PolicyError, match="camera_matrix"):
             Observation(stamp=0.0, rgb=frames[0], camera_matrix=bad)
