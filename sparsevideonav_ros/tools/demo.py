@@ -12,6 +12,11 @@ runs/<date>-demo-<policy>/ with summary.json, trajectory.png and each node's log
 which the robot stood still because every plan was a stop that says why (state pose_invalid: the
 pose head refused the imagined future, as it does for the tiny random models' noise) counts as
 finished, not failed: standing still is what a refused estimate must do.
+
+While it runs, a progress line (seconds of the run's upper bound, plans, distance driven, policy
+state) goes to stderr. With record:=true the bag's path is printed when the recorder starts and at
+the end. A failed run prints each failing node's FATAL line (or the end of its log) before
+"DEMO FAILED". Exit status: 0 finished, 1 failed, 2 bad arguments.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from typing import Optional
 import numpy as np
 
 from sparsevideonav_ros import stack
+from sparsevideonav_ros.core.progress import Progress
 
 DEFAULT_INSTRUCTION = "walk forward and stop by the wooden door"
 
@@ -89,6 +95,41 @@ def summarise(record, duration_s: float, exit_codes: dict[str, int]) -> dict:
     }
 
 
+def failure_lines(log_dir: Path, exit_codes: dict[str, int], tail: int = 3) -> list[str]:
+    """What a failed run's nodes said: each node that exited non-zero with its FATAL line(s) from
+    ``log_dir/<node>.log`` (rclpy's '[FATAL] [time] [node]: ...'), else the last ``tail`` lines of its log
+    (a traceback's end); then FATAL lines of any other node."""
+    lines = []
+    logs = {path.stem: path for path in sorted(Path(log_dir).glob("*.log"))}
+
+    def read(node: str) -> list[str]:
+        try:
+            return logs[node].read_text(errors="replace").splitlines() if node in logs else []
+        except OSError:
+            return []
+
+    failed = [node for node, code in exit_codes.items() if code not in (0, None)]
+    for node in failed:
+        text = read(node)
+        fatal = [line.strip() for line in text if "FATAL" in line]
+        shown = fatal or [line.rstrip() for line in text if line.strip()][-tail:]
+        where = f" (log: {logs[node]})" if node in logs else ""
+        lines.append(f"{node} exited with code {exit_codes[node]}{where}:")
+        lines.extend(f"  {line}" for line in shown)
+    for node in logs:
+        if node not in failed:
+            lines.extend(f"{node}: {line.strip()}" for line in read(node) if "FATAL" in line)
+    return lines
+
+
+def progress_note(record) -> str:
+    """Progress of a demo run: plans received, distance driven (odometry), the policy's state."""
+    poses = np.array([pose for _, _, pose, _ in record.odom]).reshape(-1, 3)
+    driven = float(np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1).sum()) if len(poses) > 1 else 0.0
+    state = record.status.get("policy/status", {}).get("state", "starting")
+    return f"{len(record.plans)} plans, {driven:.2f} m driven, policy {state}"
+
+
 def plot_trajectory(record, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -141,12 +182,16 @@ def run_demo(out_root: Path, duration_s: float, policy: str, instruction: str,
         arguments.setdefault("record_dir", str(run_dir))  # `make demo ARGS="record:=true"`: the bag in the run folder
     processes = stack.plan_graph("bringup", arguments)  # + the bag recorder with record:=true
     (run_dir / "graph.json").write_text(json.dumps([p.__dict__ for p in processes], indent=2, default=str))
+    bag = next((p.output for p in processes if isinstance(p, stack.RecordingSpec)), None)
+    if bag:
+        print(f"recording the run to {bag}", flush=True)
 
     rclpy.init(args=[])
     monitor = GraphMonitor("demo_monitor")
     runner = GraphRunner(processes, env=env, log_dir=run_dir / "logs")
     started = time.monotonic()
     exit_codes: dict[str, int] = {}
+    progress = Progress(f"demo {policy}", total=duration_s, unit="s")
     try:
         runner.start()
 
@@ -157,7 +202,10 @@ def run_demo(out_root: Path, duration_s: float, policy: str, instruction: str,
         spin_for(monitor, 30.0, until=graph_visible)
         monitor.send_instruction(instruction)
 
+        driving_since = time.monotonic()
+
         def finished() -> bool:
+            progress.update(round(time.monotonic() - driving_since, 1), note=progress_note(monitor.record))
             if runner.exited():
                 return True
             state = monitor.record.status.get("policy/status", {}).get("state")
@@ -165,6 +213,7 @@ def run_demo(out_root: Path, duration_s: float, policy: str, instruction: str,
 
         spin_for(monitor, duration_s, until=finished)
         spin_for(monitor, 0.5)  # last status and odometry
+        progress.finish(progress_note(monitor.record))
         crashed = runner.exited()
     finally:
         exit_codes = runner.stop()
@@ -173,6 +222,7 @@ def run_demo(out_root: Path, duration_s: float, policy: str, instruction: str,
         rclpy.shutdown()
     summary = summarise(monitor.record, elapsed, exit_codes)
     summary["crashed_nodes"] = crashed
+    summary["bag"] = bag
     summary["instruction"] = instruction
     summary["ros_domain_id"] = domain_id
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -194,13 +244,24 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from sparsevideonav_ros.tools.launch import parse_launch_arguments
     params = {}
-    for item in options.param:
-        if "=" not in item:
-            raise SystemExit(f"-p takes NAME=VALUE, got {item!r}")
-        name, value = item.split("=", 1)
-        params[name.strip()] = yaml.safe_load(value)
-    run_dir, summary = run_demo(options.out, options.duration, options.policy, options.instruction,
-                                extra_arguments=parse_launch_arguments(options.arguments), policy_params=params)
+    try:
+        for item in options.param:
+            if "=" not in item:
+                raise ValueError(f"-p takes NAME=VALUE, got {item!r}")
+            name, value = item.split("=", 1)
+            try:
+                params[name.strip()] = yaml.safe_load(value)
+            except yaml.YAMLError as error:
+                raise ValueError(f"-p {item}: the value is not valid YAML ({getattr(error, 'problem', error)})") from None
+        arguments = parse_launch_arguments(options.arguments)
+        run_dir, summary = run_demo(options.out, options.duration, options.policy, options.instruction,
+                                    extra_arguments=arguments, policy_params=params)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:  # bad launch arguments, recorder not ready
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except SystemExit as error:  # parse_launch_arguments: 'name:=value' expected
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     status = summary["policy_status"]
     refused = (status.get("state") in REFUSED_STATES and summary["plans_with_waypoints"] == 0
                and summary["cmd_vel_nonzero"] == 0)
@@ -211,6 +272,15 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"({status.get('plan_reason', '')}); with the tiny random models the imagined future is noise")
     print(json.dumps({k: summary[k] for k in ("frames_in", "plans_out", "cmd_vel_messages", "robot_displacement_m",
                                               "robot_path_length_m", "plan_latency_ms", "robot_end_pose")}, indent=2))
+    if summary.get("bag"):
+        print(f"bag: {summary['bag']}")
+    if not ok:
+        for line in failure_lines(run_dir / "logs", summary["crashed_nodes"]):
+            print(line)
+        if not summary["crashed_nodes"]:
+            print(f"no node failed, but the robot did not drive: {summary['plans_out']} plans, "
+                  f"{summary['cmd_vel_nonzero']} moving cmd_vel, {summary['robot_path_length_m']:.2f} m driven; "
+                  f"policy state {status.get('state', 'never reported')}")
     print(f"{'demo finished' if ok else 'DEMO FAILED'}: run folder {run_dir.resolve()}")
     return 0 if ok else 1
 
