@@ -206,8 +206,15 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {a.name: a for a in (
     LaunchArgument("bag", "", "Bag to replay (rosbag2 folder or .mcap file): camera frames, camera_info and "
                    "instruction at their recorded times, with /clock.", only_in=("replay",)),
     LaunchArgument("replay_rate", "1.0", "Playback speed factor (1.0 = as recorded).", only_in=("replay",)),
-    LaunchArgument("replay_delay", "3.0", "Seconds before playback starts (nodes start, the policy loads); "
-                   "raise it for slow-loading policies.", only_in=("replay",)),
+    LaunchArgument("replay_delay", "3.0", "Seconds before playback starts. The pip-only runner's player first "
+                   "waits for the policy to report ready (replay_ready_timeout), then this long; under ros2 launch "
+                   "(ros2 bag play) it is the whole wait: raise it for slow-loading policies.", only_in=("replay",)),
+    LaunchArgument("replay_ready_timeout", "300.0", "Seconds the pip-only runner's player waits for policy/status "
+                   "to leave 'loading' before it plays anyway (the replay summary counts the frames played before "
+                   "the policy was ready).", only_in=("replay",)),
+    LaunchArgument("replay_report_dir", "runs", "Folder for the replay summary written by the pip-only runner's "
+                   "player: <date>-replay-<policy>/summary.json, like the demo's run folder; empty: none.",
+                   only_in=("replay",)),
     LaunchArgument("replay_start", "aligned", "Where playback starts: aligned = at the frame of the first recorded "
                    "plan, with the replayed policy's 4 FPS grid where the recorded one was (it samples the same "
                    "frames); or seconds into the bag.", only_in=("replay",)),
@@ -484,6 +491,12 @@ class PlaybackSpec:
     clock_hz: float = PLAYER_CLOCK_HZ
     node: str = PLAYER_NAME
     module: str = f"{PACKAGE}.tools.play"
+    # The rosbags player (runner) waits for the policy on ready_topic (policy/status, absolute; '' = no wait)
+    # up to ready_timeout_s, and writes its summary under report_dir ('' = none), named after ``policy``.
+    ready_topic: str = ""
+    ready_timeout_s: float = 300.0
+    report_dir: str = ""
+    policy: str = ""
 
     def ros2_command(self, ros_distro: str = "") -> list[str]:
         """`ros2 bag play` (launch files); older distros refuse --delay 0 and --start-offset 0: left out then."""
@@ -497,8 +510,11 @@ class PlaybackSpec:
 
     def runner_arguments(self) -> list[str]:
         """Arguments of tools/play.py (pip-only runner)."""
+        waiting = (["--wait-for-ready", self.ready_topic, "--ready-timeout", f"{self.ready_timeout_s:g}"]
+                   if self.ready_topic else [])
+        report = ["--report-dir", self.report_dir, "--policy", self.policy] if self.report_dir else []
         return [self.bag, "--clock", f"{self.clock_hz:g}", "--rate", f"{self.rate:g}", "--delay", f"{self.delay_s:g}",
-                "--start-offset", f"{self.start_offset_s:.6f}", "--topics", *self.topics,
+                "--start-offset", f"{self.start_offset_s:.6f}", *waiting, *report, "--topics", *self.topics,
                 "--ros-args", "-r", f"__node:={self.node}"]
 
 
@@ -537,7 +553,13 @@ def plan_playback(launch_name: str, arguments: Optional[dict[str, str]] = None,
     return PlaybackSpec(bag=str(bag.resolve()), topics=tuple(resolve_topic(values["namespace"], t) for t in REPLAYED_TOPICS),
                         rate=parse_float(values["replay_rate"], "replay_rate", 0.0, strict=True),
                         delay_s=parse_float(values["replay_delay"], "replay_delay", 0.0, strict=False),
-                        start_offset_s=replay.start_offset_s)
+                        start_offset_s=replay.start_offset_s,
+                        ready_topic=resolve_topic(values["namespace"], "policy/status"),
+                        ready_timeout_s=parse_float(values["replay_ready_timeout"], "replay_ready_timeout", 0.0,
+                                                    strict=False),
+                        report_dir=(str(Path(values["replay_report_dir"]).expanduser().resolve())
+                                    if values["replay_report_dir"].strip() else ""),
+                        policy=values.get("policy", "") or ""))
 
 
 def plan_graph(launch_name: str, arguments: Optional[dict[str, str]] = None, share: Optional[Path] = None,
