@@ -12,6 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+# The camera mount presets are the pose head's (numbers in one place): camera_node's base_link -> camera_link
+# transform and the sparsevideonav policy's camera_mount read the same presets (numpy only, no torch).
+from sparsevideonav_ros.policies.pose_estimators.mount import MOUNT_PRESETS
+
 
 class ConfigError(ValueError):
     """A parameter value that cannot work; the message names the parameter and the fix."""
@@ -107,9 +111,28 @@ class CameraNodeConfig:
     jpeg_quality: int = param(85, "JPEG quality (1-100) of camera/image_raw/compressed.")
     publish_raw: bool = param(True, "Publish the rgb8 sensor_msgs/Image (keep local; large over Wi-Fi).")
     publish_compressed: bool = param(True, "Publish the JPEG sensor_msgs/CompressedImage (crosses the network).")
+    camera_mount: str = param("osmo", "Where the camera sits (base_link -> frame_id on camera/transform and "
+                              "/tf_static): a mount preset of the pose head (osmo: 1.0 m high, 5 deg up, 0.10 m "
+                              "ahead; d455: 0.45 m, 15 deg down, 0.28 m ahead; assumed values: measure yours) or "
+                              "custom = the mount_* parameters; keep it equal to the policy's "
+                              "sparsevideonav.camera_mount (launch argument camera_mount sets both).",
+                              choices=(*MOUNT_PRESETS, "custom"))
+    mount_height_m: float = param(1.0, "camera_mount custom: optical centre above the ground (m).")
+    mount_pitch_down_deg: float = param(-5.0, "camera_mount custom: downward tilt of the optical axis (deg; "
+                                              "negative = tilted up).")
+    mount_forward_m: float = param(0.1, "camera_mount custom: optical centre ahead of base_link (m).")
+    base_frame: str = param("base_link", "Robot body frame the camera transform hangs from (go2_bridge_node's "
+                            "base_frame).")
 
     def __post_init__(self) -> None:
         check_choices(self)
+        _positive(self, "mount_height_m")
+        if not (math.isfinite(self.mount_pitch_down_deg) and abs(self.mount_pitch_down_deg) < 80.0):
+            raise ConfigError(f"mount_pitch_down_deg must be within +-80, got {self.mount_pitch_down_deg}")
+        if not math.isfinite(self.mount_forward_m):
+            raise ConfigError(f"mount_forward_m must be finite, got {self.mount_forward_m}")
+        if not self.base_frame.strip() or self.base_frame.strip() == self.frame_id.strip():
+            raise ConfigError(f"base_frame {self.base_frame!r} must be a frame id other than frame_id {self.frame_id!r}")
         _non_negative(self, "rate_hz", "width", "height", "device_fps")
         _positive(self, "horizontal_fov_deg", "timeout_s")
         if self.source in ("video", "image_folder") and not self.path:

@@ -207,6 +207,18 @@ def player_actions(launch_name: str, values: dict[str, str]) -> list:
                            on_exit=exit_handler(playback.node, "replay finished: the bag has been played"))]
 
 
+def live_view_actions(launch_name: str, values: dict[str, str]) -> list:
+    """The Foxglove live view of foxglove:=true (tools/live_view.py, the same process the runner starts): this
+    Python's foxglove-sdk, on every install (foxglove_bridge, where installed, serves the same topics)."""
+    from launch.actions import ExecuteProcess
+
+    live_view = stack.plan_live_view(launch_name, values)
+    if live_view is None:
+        return []
+    return [ExecuteProcess(cmd=[sys.executable, "-m", live_view.module, *live_view.runner_arguments()],
+                           name=live_view.node, output="screen", on_exit=exit_handler(live_view.node))]
+
+
 def launch_description(launch_name: str):
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -224,7 +236,7 @@ def launch_description(launch_name: str):
         # before frames come).
         recorder = recorder_actions(launch_name, values)
         player = player_actions(launch_name, values)
-        return recorder + node_actions(launch_name, values) + player
+        return recorder + node_actions(launch_name, values) + live_view_actions(launch_name, values) + player
 
     declared = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
                 for a in arguments]

@@ -82,6 +82,9 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
           "Robot pose in odom and body velocity.", STREAM_INPUT),
     Topic("odom/transform", "geometry_msgs/msg/TransformStamped", "reliable", ("go2_bridge_node",), (),
           "odom -> base_link transform as a message (also on /tf when tf2_msgs is installed)."),
+    Topic("camera/transform", "geometry_msgs/msg/TransformStamped", "latched", ("camera_node",), (),
+          "base_link -> camera frame (the camera mount: camera_mount preset or the mount_* parameters, the "
+          "policy's presets), latched; also on /tf_static when tf2_msgs is installed."),
     Topic("policy/path", "nav_msgs/msg/Path", "reliable", ("policy_node",), ("controller_node",),
           "Planned waypoints in plan_frame (robot body at the frame's stamp), stamped with that frame's "
           "capture stamp; an empty path means stop."),
@@ -94,6 +97,10 @@ TOPICS: dict[str, Topic] = {t.name: t for t in (
           "stamped like its path; built only when someone subscribes (RViz/Foxglove)."),
     Topic("policy/future/compressed", "sensor_msgs/msg/CompressedImage", "sensor_data", ("policy_node",), (),
           "JPEG of policy/future, for viewing and recording across Wi-Fi."),
+    Topic("policy/markers", "visualization_msgs/msg/MarkerArray", "reliable", ("policy_node",), (),
+          "RViz/Foxglove markers of each plan, in plan_frame at its stamp: the path (line strip), its "
+          "waypoints, their time ahead labels (T+1 s, ...; the policy's imagined-future instants) and the plan "
+          "state; built only when someone subscribes."),
     Topic("cmd_vel", "geometry_msgs/msg/Twist", "reliable", ("controller_node",), ("go2_bridge_node",),
           "Body velocity command (m/s, rad/s).", STREAM_INPUT),
     Topic("controller/status", "diagnostic_msgs/msg/DiagnosticArray", "reliable", ("controller_node",), (),
@@ -132,7 +139,21 @@ SERVICES: dict[str, Service] = {s.name: s for s in (
 RECORDED_TOPICS: tuple[str, ...] = (
     "camera/image_raw/compressed", "camera/camera_info", "instruction", "policy/path", "policy/future/compressed",
     "cmd_vel", "odom", "policy/status", "controller/status", "go2/status", "estop",
+    "odom/transform", "camera/transform",  # the transforms, also where /tf cannot be recorded (pip-only)
 )
+# The ROS-wide transform topics (tf2_msgs/msg/TFMessage, relative like every stack topic: /tf, or
+# /<robot>/tf in a namespace, the usual multi-robot remap): not in TOPICS because tf2_msgs is no PyPI
+# wheel. Nodes publish them where tf2_msgs imports (any ROS 2 install) and say once when it does not;
+# the same transforms are always on odom/transform and camera/transform (the pip-only live view and
+# recorder turn those into /tf and /tf_static). name -> (type, QoS profile: tf2_ros's own).
+TF_TOPICS: dict[str, tuple[str, str]] = {
+    "tf": ("tf2_msgs/msg/TFMessage", "reliable"),  # odom -> base_link (go2_bridge_node)
+    "tf_static": ("tf2_msgs/msg/TFMessage", "latched"),  # base_link -> camera_link (camera_node)
+}
+# Which stack topic carries the transforms of each TF topic (what the pip-only tools convert).
+TF_SOURCES: dict[str, str] = {"tf": "odom/transform", "tf_static": "camera/transform"}
+# What `ros2 bag record` adds to RECORDED_TOPICS (the pip-only recorder writes them from TF_SOURCES).
+RECORDED_TF_TOPICS: tuple[str, ...] = tuple(TF_TOPICS)
 # What replay plays back from a bag into policy + controller + sim robot: the policy's inputs only. The sim
 # robot makes its own odometry (closed loop; the recorded one would fight it); path, cmd_vel and status are
 # what the replayed nodes produce; a recorded e-stop would latch the sim robot for good (its release is a
@@ -199,6 +220,18 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {a.name: a for a in (
                    (("camera_node", "path"),)),
     LaunchArgument("robot", "", "Robot backend: sim | go2 (a real Go2 over unitree_sdk2py, same as unitree); empty "
                    "keeps params/go2_bridge.yaml.", (("go2_bridge_node", "backend"),)),
+    LaunchArgument("camera_mount", "", "Where the camera sits on the robot: osmo | d455 (the pose head's mount "
+                   "presets) | custom (the mount_* parameters of both nodes); sets camera_node camera_mount (its "
+                   "base_link -> camera_link transform) and the sparsevideonav policy's camera_mount together; "
+                   "empty keeps the params files.",
+                   (("camera_node", "camera_mount"), ("policy_node", "sparsevideonav.camera_mount"))),
+    LaunchArgument("foxglove", "false", "Start the live view for Foxglove (tools/live_view.py, a foxglove-sdk "
+                   "WebSocket server): camera, plan, markers, odometry, transforms, imagined future and status "
+                   "under their ROS names; needs no RViz or ROS install. Open ws://<foxglove_address>:"
+                   "<foxglove_port> in Foxglove with foxglove/sparsevideonav.json."),
+    LaunchArgument("foxglove_port", "8765", "TCP port of the Foxglove live view (foxglove:=true); 0 = any free one."),
+    LaunchArgument("foxglove_address", "127.0.0.1", "Address the Foxglove live view binds (loopback by default: "
+                   "only this machine can connect; 0.0.0.0 opens it to the network, unencrypted)."),
     LaunchArgument("record", "false", "Record the curated topics (stack.RECORDED_TOPICS) to an mcap bag in "
                    "record_dir: ros2 bag record under ros2 launch, a rosbags recorder in the pip-only runner."),
     LaunchArgument("record_dir", "bags", "Folder for recordings; each run gets <date>-<policy>[-<instruction>] "
@@ -527,7 +560,8 @@ def plan_recording(launch_name: str, arguments: Optional[dict[str, str]] = None,
     share = share or share_dir()
     name = recording_name(launch_name, values, share, now or datetime.datetime.now())
     folder = Path(values["record_dir"] or ".").expanduser().resolve() / name
-    return RecordingSpec(output=str(folder), topics=tuple(resolve_topic(values["namespace"], t) for t in RECORDED_TOPICS),
+    topics = RECORDED_TOPICS + RECORDED_TF_TOPICS
+    return RecordingSpec(output=str(folder), topics=tuple(resolve_topic(values["namespace"], t) for t in topics),
                          use_sim_time=_parse_bool(values["use_sim_time"], "use_sim_time"))
 
 
@@ -559,19 +593,67 @@ def plan_playback(launch_name: str, arguments: Optional[dict[str, str]] = None,
                                                     strict=False),
                         report_dir=(str(Path(values["replay_report_dir"]).expanduser().resolve())
                                     if values["replay_report_dir"].strip() else ""),
-                        policy=values.get("policy", "") or ""))
+                        policy=_node_parameter("policy_node", "policy", launch_name, values, share_dir()) or "policy")
+
+
+# -- the Foxglove live view (foxglove:=true) ---------------------------------------------------------
+
+LIVE_VIEW_NAME = "foxglove_live_view"
+# What the live view forwards (under the same absolute names as ROS, so one Foxglove layout serves it,
+# foxglove_bridge and bags), plus TF_TOPICS: forwarded where tf2_msgs imports, else made from TF_SOURCES.
+LIVE_VIEW_TOPICS: tuple[str, ...] = (
+    "camera/image_raw/compressed", "camera/camera_info", "policy/path", "policy/markers", "policy/future/compressed",
+    "odom", "odom/transform", "camera/transform", "cmd_vel", "instruction", "estop",
+    "policy/status", "controller/status", "go2/status", "camera/status",
+)
+
+
+@dataclass(frozen=True)
+class LiveViewSpec:
+    """The Foxglove live view of foxglove:=true (tools/live_view.py, in launch files and the runner alike)."""
+
+    topics: tuple[str, ...]  # absolute names
+    host: str
+    port: int
+    use_sim_time: bool
+    node: str = LIVE_VIEW_NAME
+    module: str = f"{PACKAGE}.tools.live_view"
+
+    def runner_arguments(self) -> list[str]:
+        arguments = ["--host", self.host, "--port", str(self.port), *self.topics,
+                     "--ros-args", "-r", f"__node:={self.node}"]
+        return arguments + (["-p", "use_sim_time:=true"] if self.use_sim_time else [])
+
+
+def plan_live_view(launch_name: str, arguments: Optional[dict[str, str]] = None) -> Optional[LiveViewSpec]:
+    """The live view for foxglove:=true (None otherwise); port and address checked here, before anything starts."""
+    values = resolve_arguments(launch_name, arguments)
+    if not _parse_bool(values["foxglove"], "foxglove"):
+        return None
+    port_text = values["foxglove_port"].strip()
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"launch argument foxglove_port:={values['foxglove_port']!r} is not a TCP port (0-65535)")
+    host = values["foxglove_address"].strip()
+    if not host or not re.fullmatch(r"[A-Za-z0-9_.:-]+", host):
+        raise ValueError(f"launch argument foxglove_address:={values['foxglove_address']!r} is not an address "
+                         f"(127.0.0.1 = this machine only)")
+    topics = LIVE_VIEW_TOPICS + tuple(TF_TOPICS)
+    return LiveViewSpec(topics=tuple(resolve_topic(values["namespace"], t) for t in topics), host=host,
+                        port=int(port_text), use_sim_time=_parse_bool(values["use_sim_time"], "use_sim_time"))
 
 
 def plan_graph(launch_name: str, arguments: Optional[dict[str, str]] = None, share: Optional[Path] = None,
                now: Optional[datetime.datetime] = None, replay: Optional[ReplayAlignment] = None) -> list:
-    """Everything a launch starts, in start order: recorder (first, so it misses nothing), nodes, player.
+    """Everything a launch starts, in start order: recorder (first, so it misses nothing), nodes, the live
+    view (foxglove:=true), player.
 
     A replay needs ``replay``: launch_plan.plan_graph reads it from the bag.
     """
     recording = plan_recording(launch_name, arguments, share, now)
+    live_view = plan_live_view(launch_name, arguments)
     playback = plan_playback(launch_name, arguments, replay)
     return (([recording] if recording else []) + list(plan_processes(launch_name, arguments, share, replay))
-            + ([playback] if playback else []))
+            + ([live_view] if live_view else []) + ([playback] if playback else []))
 
 
 # ROS_DOMAIN_ID values that work on Linux with the default DDS port mapping (7400 + 250 * id + ...):

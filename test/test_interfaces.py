@@ -16,7 +16,7 @@ from stack_helpers import NODES_DIR
 from sparsevideonav_ros import stack
 
 # Global topics a node may use without a stack.TOPICS entry (absolute names, ROS conventions).
-EXTERNAL_TOPICS = {"tf": "tf2_msgs/msg/TFMessage"}
+EXTERNAL_TOPICS = {name: msg_type for name, (msg_type, _qos) in stack.TF_TOPICS.items()}  # /tf, /tf_static
 
 
 @dataclasses.dataclass

@@ -289,8 +289,9 @@ def test_record_true_starts_the_same_recorder_in_launch_files_and_runner(fake_la
         namespace = "/" + arguments["namespace"].strip("/") if arguments.get("namespace") else ""
         topics = [f"{namespace}/{t}" for t in ("camera/image_raw/compressed", "camera/camera_info", "instruction",
                                                "policy/path", "policy/future/compressed", "cmd_vel", "odom",
-                                               "policy/status", "controller/status", "go2/status", "estop")]
-        assert list(stack.RECORDED_TOPICS) == [t[len(namespace) + 1:] for t in topics]
+                                               "policy/status", "controller/status", "go2/status", "estop",
+                                               "odom/transform", "camera/transform", "tf", "tf_static")]
+        assert list(stack.RECORDED_TOPICS + stack.RECORDED_TF_TOPICS) == [t[len(namespace) + 1:] for t in topics]
         if "policy_node" in stack.LAUNCH_FILES[launch_name]:
             name = "20250601-143005-scripted" + ("-walk-forward-then-stop-by-the-wooden-door"
                                                  if arguments.get("instruction") else "")
@@ -521,6 +522,12 @@ def test_every_launch_file_is_described_and_exists():
     for argument in stack.LAUNCH_ARGUMENTS.values():
         assert argument.description.strip(), argument.name
         for node, parameter in argument.sets:
+            prefix, _, name = parameter.rpartition(".")
+            if prefix:  # a policy's own parameter (policy_node sparsevideonav.camera_mount)
+                from sparsevideonav_ros.policies import registry
+                assert node == "policy_node" and name in fields(registry.policy_class(prefix).config_class), (
+                    argument.name, node, parameter)
+                continue
             assert parameter in fields(stack.NODES[node].config_class), (argument.name, node, parameter)
 
 

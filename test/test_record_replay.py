@@ -136,7 +136,8 @@ def test_recording_is_a_readable_bag_with_the_curated_topics(recording):
     assert (recording.bag / "metadata.yaml").is_file() and list(recording.bag.glob("*.mcap"))
     assert all(code == 0 for code in recording.exit_codes.values()), recording.exit_codes
     topics = read_bag(recording.bag)
-    expected = {"/" + t for t in stack.RECORDED_TOPICS} - {"/policy/future/compressed"}  # scripted imagines nothing
+    expected = ({"/" + t for t in stack.RECORDED_TOPICS + stack.RECORDED_TF_TOPICS}
+                - {"/policy/future/compressed"})  # scripted imagines nothing
     assert set(topics) == expected, set(topics) ^ expected
     reader = bags.open_bag(recording.bag)
     assert reader.message_count == sum(len(v) for v in topics.values())

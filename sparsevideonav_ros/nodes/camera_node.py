@@ -10,15 +10,21 @@ import math
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import TransformStamped
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from sparsevideonav_ros.configs import CameraNodeConfig
-from sparsevideonav_ros.nodes import common, convert
+from sparsevideonav_ros.nodes import common, convert, transforms
 from sparsevideonav_ros.sources import factory
 from sparsevideonav_ros.sources.base import SourceError
 
 NAME = "camera_node"
+
+try:  # /tf_static needs tf2_msgs, present on a ROS install but not among the PyPI wheels
+    from tf2_msgs.msg import TFMessage
+except ImportError:  # pragma: no cover - depends on the install
+    TFMessage = None
 
 
 def open_source(config: CameraNodeConfig):
@@ -56,6 +62,7 @@ class CameraNode(common.StackNode):
                                                 common.topic_qos("camera/aligned_depth_to_color/image_raw"))
                           if self.config.depth else None)
         self.status_pub = self.create_publisher(DiagnosticArray, "camera/status", common.topic_qos("camera/status"))
+        self.publish_mount()
         self.live = getattr(self.source, "live", False)
         self.source_state = "streaming"
         self.create_timer(1.0, self.publish_status)
@@ -66,6 +73,25 @@ class CameraNode(common.StackNode):
         self.timer = self.create_timer(1.0 / rate, self.publish_next)
         size = f" {self.source.width}x{self.source.height}" if self.source.width else ""
         self.get_logger().info(f"publishing {self.config.source}{size} frames at {rate:.1f} Hz")
+
+    def publish_mount(self) -> None:
+        """base_frame -> frame_id from the camera mount, once and latched (the frame is rigid): this node stamps
+        the images with frame_id, so it is the one that says where that frame sits (nodes/transforms.py)."""
+        mount = transforms.camera_mount(self.config)
+        transform = transforms.camera_transform_msg(mount, self.config.base_frame, self.config.frame_id,
+                                                    self.get_clock().now().to_msg())
+        self.transform_pub = self.create_publisher(TransformStamped, "camera/transform",
+                                                   common.topic_qos("camera/transform"))
+        self.transform_pub.publish(transform)
+        if TFMessage is not None:
+            # Relative like /tf (go2_bridge_node): /tf_static, or /<robot>/tf_static in a namespace.
+            self.tf_static_pub = self.create_publisher(TFMessage, "tf_static", common.qos("latched"))
+            self.tf_static_pub.publish(TFMessage(transforms=[transform]))
+        else:
+            self.get_logger().info(transforms.NO_TF2_MSGS.format(topic="tf_static", source="camera/transform"))
+        self.get_logger().info(f"camera mount {self.config.camera_mount}: {self.config.base_frame} -> "
+                               f"{self.config.frame_id} at {mount.forward_m:g} m ahead, {mount.height_m:g} m high, "
+                               f"pitched {math.degrees(mount.pitch_down_rad):g} deg down")
 
     def publish_next(self) -> None:
         if self.live:

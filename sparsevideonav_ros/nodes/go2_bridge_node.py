@@ -118,8 +118,14 @@ class Go2BridgeNode(common.StackNode):
         self.transform_pub = self.create_publisher(TransformStamped, "odom/transform",
                                                    common.topic_qos("odom/transform"))
         # Relative "tf": /tf without a namespace, /<robot>/tf per robot (the usual multi-robot remap).
+        # odom -> base_link is published here, where odometry is made: with every Odometry message, from the same
+        # state, so the two never disagree; building it is a few attribute copies on the control thread (no wait).
         self.tf_pub = (self.create_publisher(TFMessage, "tf", common.qos("reliable"))
                        if TFMessage is not None else None)
+        if self.tf_pub is None:
+            self.get_logger().info("tf2_msgs is not installed (pip-only): no /tf; odom -> base_link is on "
+                                   "odom/transform (the Foxglove live view, foxglove:=true, and record:=true turn it "
+                                   "into /tf)")
         self.status_pub = self.create_publisher(DiagnosticArray, "go2/status", common.topic_qos("go2/status"))
         safety = ReentrantCallbackGroup()
         postures = ReentrantCallbackGroup()

@@ -27,13 +27,14 @@ from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
 
 from sparsevideonav_ros.configs import ConfigError, PolicyNodeConfig
 from sparsevideonav_ros.core import images
 from sparsevideonav_ros.core.copies import CopyFilter
 from sparsevideonav_ros.core.intrinsics import matrix_from_camera_info
 from sparsevideonav_ros.core.status import ErrorLog
-from sparsevideonav_ros.nodes import common, convert
+from sparsevideonav_ros.nodes import common, convert, markers
 from sparsevideonav_ros.policies import registry
 from sparsevideonav_ros.policies.base import Plan, PolicyError
 from sparsevideonav_ros.policies.runner import FAILED, LOADING, PolicyRunner, Step
@@ -72,6 +73,9 @@ class PolicyNode(common.StackNode):
         self.future_jpeg_pub = self.create_publisher(CompressedImage, "policy/future/compressed",
                                                      common.topic_qos("policy/future/compressed"))
         self.status_pub = self.create_publisher(DiagnosticArray, "policy/status", common.topic_qos("policy/status"))
+        # RViz/Foxglove markers of each plan (nodes/markers.py): here because only the policy knows the waypoints'
+        # timing (Plan.waypoint_dt_s, not in nav_msgs/Path); built only while someone subscribes.
+        self.markers_pub = self.create_publisher(MarkerArray, "policy/markers", common.topic_qos("policy/markers"))
         if self.config.image_input == "compressed":
             self.create_subscription(CompressedImage, "camera/image_raw/compressed", self.on_compressed,
                                      common.topic_qos("camera/image_raw/compressed"))
@@ -196,6 +200,7 @@ class PolicyNode(common.StackNode):
             self.last_latency_s = common.now_seconds(self) - plan.stamp
         self.last_plan = plan
         self.path_pub.publish(convert.path_msg_from_waypoints(plan.waypoints, self.plan_header(plan.stamp)))
+        self.publish_markers(plan.waypoints, plan.stamp, plan.state, plan.waypoint_dt_s)
         if plan.preview is not None and plan is not self.last_published_preview:
             self.publish_preview(plan)
 
@@ -210,12 +215,18 @@ class PolicyNode(common.StackNode):
         if self.future_jpeg_pub.get_subscription_count():
             self.future_jpeg_pub.publish(convert.compressed_msg_from_rgb(preview, 90, header))
 
+    def publish_markers(self, waypoints: np.ndarray, stamp: float, state: str, dt_s: Optional[float]) -> None:
+        if self.markers_pub.get_subscription_count():
+            self.markers_pub.publish(markers.plan_markers(waypoints, self.plan_header(stamp), state,
+                                                          self.runner.policy_name, dt_s))
+
     def plan_header(self, stamp: float) -> Header:
         return Header(stamp=common.seconds_to_stamp(stamp), frame_id=self.config.plan_frame)
 
     def publish_stop(self, stamp: float) -> None:
         """An empty path: the controller stops at once instead of waiting for the plan timeout."""
         self.path_pub.publish(convert.path_msg_from_waypoints(np.zeros((0, 3)), self.plan_header(stamp)))
+        self.publish_markers(np.zeros((0, 3)), stamp, "stopped", None)
 
     # -- status ---------------------------------------------------------------------------
     def publish_status(self) -> None:

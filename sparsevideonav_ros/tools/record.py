@@ -10,6 +10,11 @@ inputs (instruction, estop) also when published before the recorder started. Eac
 written with its receive time on the node clock (sim time under use_sim_time; like
 `ros2 bag record --use-sim-time`, nothing is written before the first /clock). SIGINT/SIGTERM
 close the bag: the MCAP summary and metadata.yaml are written, so the bag reads everywhere.
+
+/tf and /tf_static (stack.TF_TOPICS) are recorded as they are where tf2_msgs imports (any ROS 2 install);
+on pip-only installs (no tf2_msgs wheel) the recorder writes them from odom/transform and
+camera/transform (stack.TF_SOURCES), the transforms the nodes would have put on /tf, with the same
+receive time: RViz and Foxglove find the frames in either bag.
 """
 from __future__ import annotations
 
@@ -28,6 +33,11 @@ from sparsevideonav_ros import bags, stack
 from sparsevideonav_ros.configs import ConfigError
 from sparsevideonav_ros.core.copies import CopyFilter
 from sparsevideonav_ros.nodes import common
+
+try:  # /tf, /tf_static as they are on a ROS install; made from odom/transform, camera/transform without it
+    from tf2_msgs.msg import TFMessage
+except ImportError:  # pragma: no cover - depends on the install
+    TFMessage = None
 
 
 def message_type(msg_type: str):
@@ -53,13 +63,27 @@ class BagRecorder(common.StackNode):
     def __init__(self, output: str, topics: list[str], storage: str = "mcap", ready_file: str = "") -> None:
         super().__init__(stack.RECORDER_NAME)
         resolved = []
+        self.derived: dict[str, tuple[str, stack.Topic]] = {}  # source topic -> (TF topic, its Topic), pip-only
         for topic in topics:
             if not topic.startswith("/"):
                 raise ConfigError(f"topic {topic!r}: give absolute names (e.g. /camera/image_raw/compressed)")
+            tf_name = topic.rsplit("/", 1)[-1]
+            if tf_name in stack.TF_TOPICS:
+                msg_type, profile = stack.TF_TOPICS[tf_name]
+                tf_topic = stack.Topic(tf_name, msg_type, profile, (), (), "transforms")
+                if TFMessage is not None:
+                    resolved.append((topic, tf_topic))
+                else:
+                    self.derived[topic[: -len(tf_name)] + stack.TF_SOURCES[tf_name]] = (topic, tf_topic)
+                continue
             known = bags.stack_topic(topic)
             if known is None:
                 raise ConfigError(f"topic {topic} is not a stack topic; known: {', '.join(stack.TOPICS)}")
             resolved.append((topic, known))
+        for source in self.derived:
+            if source not in [topic for topic, _ in resolved]:  # a TF topic without its source: subscribe it
+                resolved.append((source, bags.stack_topic(source)))
+        self.not_written = {source for source in self.derived if source not in topics}
         if Path(output).exists():
             raise ConfigError(f"bag folder {output} exists already; not overwriting a recording")
         self.output = output
@@ -97,6 +121,15 @@ class BagRecorder(common.StackNode):
         if stamp_ns <= 0:  # use_sim_time and no /clock yet
             self.before_clock += 1
             return
+        if topic not in self.not_written:
+            self.write(topic, known, stamp_ns, data)
+        if topic in self.derived:  # pip-only: odom/transform -> /tf, camera/transform -> /tf_static
+            tf_topic, tf_known = self.derived[topic]
+            store = bags.typestore()
+            message = store.types[tf_known.msg_type](transforms=[store.deserialize_cdr(bytes(data), known.msg_type)])
+            self.write(tf_topic, tf_known, stamp_ns, bytes(store.serialize_cdr(message, tf_known.msg_type)))
+
+    def write(self, topic: str, known: stack.Topic, stamp_ns: int, data: bytes) -> None:
         connection = self.connections.get(topic)
         if connection is None:  # a topic enters the bag with its first message, as with ros2 bag record
             connection = self.connections[topic] = bags.add_connection(self.writer, topic, known.msg_type, known.qos)
