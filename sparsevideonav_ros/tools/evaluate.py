@@ -679,7 +679,8 @@ def draw_odometry(ax, poses: np.ndarray, label: str, title: str) -> None:
     ax.set_xlabel("x [m] (odom)")
     ax.set_ylabel("y [m] (odom)")
     ax.set_title(title)
-    ax.legend(loc="best", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # nothing drawn (no odometry, no plans): no empty legend
+        ax.legend(loc="best", fontsize=8)
 
 
 def plot_plans(steps: list[Step], episode: Episode, path: Path, policy_name: str) -> None:

@@ -26,21 +26,34 @@ class Record:
 
 
 class GraphMonitor(common.StackNode):
-    """Subscribes the graph's topics with the stack's QoS; publishes instruction / estop on demand."""
+    """Subscribes the graph's topics with the stack's QoS; publishes instruction / estop on demand.
 
-    def __init__(self, name: str = "graph_monitor") -> None:
+    namespace: the graph's namespace ('/robot1'; '' = the node's own), prefixed to every topic; the record
+    keys status by the stack's names ('policy/status') either way. frames: also record camera frames
+    (the bag player counts the ones it publishes instead). publishers: create the instruction / estop
+    publishers (a bag player already publishes the recorded instruction).
+    """
+
+    def __init__(self, name: str = "graph_monitor", namespace: str = "", frames: bool = True,
+                 publishers: bool = True) -> None:
         super().__init__(name)
         self.record = Record()
         self.lock = threading.Lock()
-        sub = self.create_subscription
-        sub(CompressedImage, "camera/image_raw/compressed", self.on_frame, common.topic_qos("camera/image_raw/compressed"))
-        sub(Path, "policy/path", self.on_path, common.topic_qos("policy/path"))
-        sub(Twist, "cmd_vel", self.on_cmd, common.topic_qos("cmd_vel"))
-        sub(Odometry, "odom", self.on_odom, common.topic_qos("odom"))
+        prefix = "/" + namespace.strip("/") + "/" if namespace.strip("/") else ("/" if namespace else "")
+
+        def sub(msg_type, topic, callback):
+            self.create_subscription(msg_type, prefix + topic, callback, common.topic_qos(topic))
+
+        if frames:
+            sub(CompressedImage, "camera/image_raw/compressed", self.on_frame)
+        sub(Path, "policy/path", self.on_path)
+        sub(Twist, "cmd_vel", self.on_cmd)
+        sub(Odometry, "odom", self.on_odom)
         for topic in ("policy/status", "controller/status", "go2/status"):
-            sub(DiagnosticArray, topic, lambda msg, topic=topic: self.on_status(topic, msg), common.topic_qos(topic))
-        self.instruction_pub = self.create_publisher(String, "instruction", common.topic_qos("instruction"))
-        self.estop_pub = self.create_publisher(Bool, "estop", common.topic_qos("estop"))
+            sub(DiagnosticArray, topic, lambda msg, topic=topic: self.on_status(topic, msg))
+        if publishers:
+            self.instruction_pub = self.create_publisher(String, prefix + "instruction", common.topic_qos("instruction"))
+            self.estop_pub = self.create_publisher(Bool, prefix + "estop", common.topic_qos("estop"))
 
     def on_frame(self, msg: CompressedImage) -> None:
         with self.lock:

@@ -1,0 +1,140 @@
+"""The replay's bag player (tools/play.py --wait-for-ready) waits for the policy, counts what it played before the
+policy was ready, and writes a replay summary (loopback DDS: the player as a process, a fake policy status here)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sparsevideonav_ros import bags, stack
+from test_evaluate import write_episode_bag
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def short_bag(tmp_path_factory) -> Path:
+    return write_episode_bag(tmp_path_factory.mktemp("replay_ready") / "episode", seconds=1.0)
+
+
+class FakePolicy:
+    """Publishes policy/status (state 'loading' until ``ready()``), records the frames and /clock it receives."""
+
+    def __init__(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.node import Node
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import CompressedImage
+
+        from sparsevideonav_ros.nodes import common
+
+        self.node = Node("fake_policy_status")
+        self.common = common
+        self.status_pub = self.node.create_publisher(DiagnosticArray, "/policy/status", common.topic_qos("policy/status"))
+        self.state = "loading"
+        self.events: list = []  # ("ready" | "frame" | "clock", value) in arrival order
+        self.lock = threading.Lock()
+        self.node.create_subscription(CompressedImage, "/camera/image_raw/compressed",
+                                      lambda msg: self.note("frame", common.stamp_to_seconds(msg.header.stamp)),
+                                      common.topic_qos("camera/image_raw/compressed"))
+        self.node.create_subscription(Clock, "/clock", lambda msg: self.note("clock", common.stamp_to_seconds(msg.clock)),
+                                      10)
+        self.node.create_timer(0.1, self.publish_status)
+
+    def note(self, kind: str, value) -> None:
+        with self.lock:
+            self.events.append((kind, value))
+
+    def publish_status(self) -> None:
+        self.status_pub.publish(self.common.diagnostics(self.node, "policy_node: fake", 0, self.state,
+                                                        {"policy": "fake", "state": self.state}))
+
+    def ready(self) -> None:
+        self.note("ready", None)
+        self.state = "waiting_frames"
+
+
+def run_player(bag: Path, report_dir: Path, fake: FakePolicy, ready_after_s: float, timeout_s: float):
+    import rclpy
+
+    env = stack.loopback_environment(int(os.environ["ROS_DOMAIN_ID"]))
+    env["PYTHONPATH"] = str(REPO)
+    command = [sys.executable, "-m", "sparsevideonav_ros.tools.play", str(bag), "--delay", "0.2",
+               "--wait-for-ready", "/policy/status", "--ready-timeout", str(timeout_s), "--report-dir", str(report_dir),
+               "--policy", "fake", "--topics", "/camera/image_raw/compressed",
+               "--ros-args", "-r", f"__node:={stack.PLAYER_NAME}"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    started = time.monotonic()
+    try:
+        while process.poll() is None and time.monotonic() - started < 120:
+            rclpy.spin_once(fake.node, timeout_sec=0.02)
+            if ready_after_s >= 0 and fake.state == "loading" and time.monotonic() - started > ready_after_s:
+                fake.ready()
+        output = process.communicate(timeout=30)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, output
+
+
+def summary_of(output: str) -> dict:
+    (line,) = [l for l in output.splitlines() if l.startswith("replay summary: ")]
+    return json.loads(Path(line.split(": ", 1)[1]).read_text())
+
+
+def test_the_player_waits_for_the_policy_then_plays_everything(short_bag, tmp_path, ros_context):
+    fake = FakePolicy()
+    try:
+        # 'loading' for a while (the player must not play meanwhile), then ready
+        code, output = run_player(short_bag, tmp_path, fake, ready_after_s=4.0, timeout_s=60.0)
+    finally:
+        fake.node.destroy_node()
+    assert code == 0, output
+    kinds = [kind for kind, _ in fake.events]
+    assert "ready" in kinds and "frame" in kinds, output
+    assert kinds.index("ready") < kinds.index("frame")  # no frame before the policy was ready
+    # /clock ran while it waited (sim-time nodes publish status), never backwards, and stayed before the bag
+    reader = bags.open_bag(short_bag)
+    bag_start = reader.start_time / 1e9
+    reader.close()
+    clock = [value for kind, value in fake.events if kind == "clock"]
+    waiting_clock = [value for kind, value in fake.events[:kinds.index("ready")] if kind == "clock"]
+    assert len(waiting_clock) > 10 and all(value < bag_start for value in waiting_clock)
+    assert all(b >= a for a, b in zip(clock, clock[1:]))
+    summary = summary_of(output)
+    assert summary["policy_ready"] is True and summary["frames_played_before_policy_ready"] == 0
+    assert summary["frames_played"] == 15 and summary["frames_in"] == 15
+    assert summary["waited_for_policy_s"] > 0 and summary["bag"] == str(short_bag.resolve())
+    assert summary["policy_status"]["state"] == "waiting_frames"
+    for key in ("plans_out", "cmd_vel_nonzero", "robot_path_length_m", "plan_latency_ms"):  # the demo's summary
+        assert key in summary
+    (run,) = tmp_path.glob("*-replay-fake")
+    assert (run / "trajectory.png").is_file() and (run / "summary.json").is_file()
+
+
+def test_a_policy_that_never_gets_ready_is_waited_for_until_the_timeout(short_bag, tmp_path, ros_context):
+    fake = FakePolicy()
+    try:
+        code, output = run_player(short_bag, tmp_path, fake, ready_after_s=-1, timeout_s=1.5)
+    finally:
+        fake.node.destroy_node()
+    assert code == 0, output
+    assert "did not report ready within 1.5 s" in output and "policy/status state 'loading'" in output
+    summary = summary_of(output)
+    assert summary["policy_ready"] is False
+    assert summary["frames_played_before_policy_ready"] == summary["frames_played"] == 15
+
+
+def test_the_player_refuses_a_status_topic_that_is_none(short_bag):
+    env = stack.loopback_environment(int(os.environ["ROS_DOMAIN_ID"]))
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run([sys.executable, "-m", "sparsevideonav_ros.tools.play", str(short_bag),
+                             "--wait-for-ready", "/odom"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "takes a policy/status topic" in result.stderr
+    assert "Traceback" not in result.stderr
