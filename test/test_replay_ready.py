@@ -138,3 +138,30 @@ def test_the_player_refuses_a_status_topic_that_is_none(short_bag):
                              "--wait-for-ready", "/odom"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "takes a policy/status topic" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def launch_runner(*arguments: str) -> subprocess.CompletedProcess:
+    env = stack.loopback_environment(int(os.environ["ROS_DOMAIN_ID"]))
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run([sys.executable, "-m", "sparsevideonav_ros.tools.launch", "replay", *arguments,
+                           "--duration", "5"], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_replay_refuses_unusable_bags_and_params_files_in_one_line(short_bag, tmp_path):
+    foreign = tmp_path / "notes.mcap"
+    foreign.write_text("not a bag")
+    bad_yaml = tmp_path / "site.yaml"
+    bad_yaml.write_text("/**/policy_node:\n  ros__parameters: [\n")
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    cases = [((f"bag:={tmp_path / 'missing'}",), "does not exist"),
+             ((f"bag:={foreign}",), "not an MCAP file"),
+             ((f"bag:={short_bag}", f"params_file:={bad_yaml}"), "is not valid YAML"),
+             ((f"bag:={short_bag}", f"params_file:={tmp_path / 'nope.yaml'}"), "No such file"),
+             ((f"bag:={short_bag}", f"params_file:={listed}"), "must hold '<node>: ros__parameters"),
+             ((f"bag:={short_bag}", "replay_ready_timeout:=-1"), "replay_ready_timeout")]
+    for arguments, message in cases:
+        result = launch_runner(*arguments)
+        assert result.returncode == 2, (arguments, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr and message in result.stderr, (arguments, result.stderr[-2000:])
+        (line,) = [l for l in result.stderr.splitlines() if l.startswith("error: ")]

@@ -137,6 +137,28 @@ def parse_launch_arguments(items: list[str]) -> dict[str, str]:
     return arguments
 
 
+def check_params_file(arguments: dict[str, str]) -> None:
+    """ValueError (one line: file, problem, line) unless params_file:= is a readable YAML mapping: the nodes
+    would otherwise each die in rcl's parser with a traceback."""
+    import yaml
+
+    path = arguments.get("params_file", "").strip()
+    if not path:
+        return
+    try:
+        data = yaml.safe_load(Path(path).expanduser().read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"params_file:={path}: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"params_file:={path} is not valid YAML: {getattr(error, 'problem', None) or error}"
+                         f"{where}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"params_file:={path} must hold '<node>: ros__parameters: ...' blocks, not a "
+                         f"{type(data).__name__}")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("launch_file", choices=sorted(stack.LAUNCH_FILES),
@@ -150,12 +172,24 @@ def main(argv: Optional[list[str]] = None) -> int:
         for argument in stack.launch_arguments_for(options.launch_file):
             print(f"{argument.name}:={argument.default!r}\n    {argument.description}")
         return 0
-    processes = launch_plan.plan_graph(options.launch_file, parse_launch_arguments(options.arguments))
+    from sparsevideonav_ros.bags import BagError
+
+    arguments = parse_launch_arguments(options.arguments)
+    try:  # unusable arguments (a missing or foreign bag, a bad params file...): one line, exit 2, nothing started
+        check_params_file(arguments)
+        processes = launch_plan.plan_graph(options.launch_file, arguments)
+    except (ValueError, FileNotFoundError, BagError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     runner = GraphRunner(processes, log_dir=options.log_dir)
     stop_requested = []
     signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
     signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))
-    runner.start()
+    try:
+        runner.start()
+    except RuntimeError as error:  # the recorder did not come up: nothing drives unrecorded
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     deadline = time.monotonic() + options.duration if options.duration > 0 else float("inf")
     code = 0
     try:
