@@ -14,6 +14,8 @@ from sparsevideonav_ros.configs import ConfigError, _positive, check_choices, pa
 TINY = "tiny"
 AUTO = "auto"
 ACTION_PARSING = ("exact", "lenient")
+QUANTIZATIONS = ("none", "int8", "nf4")  # torchao's names (policies/janusvln/quantization.py)
+KV_CACHE_DTYPES = (AUTO, "float32", "bfloat16", "float16")
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
@@ -22,6 +24,11 @@ def resolve_dtype(dtype: str, device: str) -> str:
     if dtype != AUTO:
         return dtype
     return "bfloat16" if str(device).strip().lower().startswith("cuda") else "float32"
+
+
+def resolve_kv_dtype(kv_cache_dtype: str, dtype: str, device: str) -> str:
+    """'auto' -> the resolved compute dtype; any other name unchanged."""
+    return resolve_dtype(dtype, device) if kv_cache_dtype == AUTO else kv_cache_dtype
 
 
 @dataclass
@@ -33,6 +40,14 @@ class JanusVLNConfig:
     device: str = param("cpu", "Torch device of the model (cpu, cuda, cuda:1, ...).")
     dtype: str = param(AUTO, "Weights and compute precision; auto = bfloat16 on CUDA (as the release runs), "
                              "float32 on CPU.", choices=(AUTO, "float32", "bfloat16", "float16"))
+    quantization: str = param("none", "Weights of Qwen's language-model decoder layers (torchao, CPU and CUDA): none = "
+                                      "dtype; int8 = int8 per output row (about 1/2 of bf16); nf4 = QLoRA's 4-bit "
+                                      "NormalFloat in blocks of 64 (about 0.27 of bf16). Embeddings, lm_head, Qwen's "
+                                      "ViT, the VGGT aggregator and the merger stay in dtype.",
+                              choices=QUANTIZATIONS)
+    kv_cache_dtype: str = param(AUTO, "Precision of both memories' keys/values (spatial and semantic); auto = the "
+                                      "compute dtype. Attention runs in the compute dtype either way.",
+                                choices=KV_CACHE_DTYPES)
     semantic_memory: bool = param(False, "false = the release, which the published weights were trained and "
                                          "evaluated with: re-encode up to history_frames + 1 frames every step, the "
                                          "current frame's spatial tokens added to every image. true = our dual "

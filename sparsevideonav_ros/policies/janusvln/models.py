@@ -212,9 +212,10 @@ def load_model_weights(folder: Path, arch: Architecture) -> JanusVLNModel:
     return model
 
 
-def load_janusvln(folder: Path, device: str = "cpu", dtype: str = "float32") -> JanusVLN:
+def load_janusvln(folder: Path, device: str = "cpu", dtype: str = "float32", quantization: str = "none") -> JanusVLN:
     """Load a JanusVLN folder (the authors' layout, either transformers naming) onto `device` in `dtype`
-    ('auto': bfloat16 on CUDA, float32 elsewhere)."""
+    ('auto': bfloat16 on CUDA, float32 elsewhere); `quantization` (none | int8 | nf4) quantises the language
+    model's decoder layers on `device`, one layer at a time (quantization.py)."""
     from sparsevideonav_ros.policies.janusvln.configuration_janusvln import resolve_dtype
 
     dtype = resolve_dtype(dtype, device)
@@ -235,7 +236,16 @@ def load_janusvln(folder: Path, device: str = "cpu", dtype: str = "float32") -> 
     if processing.merge_size != int(qwen.vision_config.spatial_merge_size):
         raise CheckpointError(f"preprocessor merge_size {processing.merge_size} != model spatial_merge_size "
                               f"{qwen.vision_config.spatial_merge_size}")
-    model = load_model_weights(folder, arch).to(dtype=DTYPES[dtype]).to(device).eval().requires_grad_(False)
+    model = load_model_weights(folder, arch).to(dtype=DTYPES[dtype]).eval().requires_grad_(False)
+    from sparsevideonav_ros.policies.janusvln.quantization import quantize_language_model
+
+    language_model = model.qwen.model.language_model
+    layers, language_model.layers = language_model.layers, nn.ModuleList()
+    try:
+        model.to(device)  # everything but the decoder layers; they follow one by one, quantised on the device
+    finally:
+        language_model.layers = layers
+    quantize_language_model(model.qwen, quantization, device)
     return JanusVLN(model, layout, processing, folder)
 
 

@@ -26,8 +26,10 @@ import torch
 
 from sparsevideonav_ros.policies.base import Observation, Plan, Policy, PolicyError
 from sparsevideonav_ros.policies.janusvln.actions import action_waypoints, parse_and_warn
-from sparsevideonav_ros.policies.janusvln.configuration_janusvln import JanusVLNConfig, resolve_dtype
-from sparsevideonav_ros.policies.janusvln.models import JanusVLN, load_janusvln, resolve_checkpoint
+from sparsevideonav_ros.policies import memory_plan
+from sparsevideonav_ros.policies.janusvln.configuration_janusvln import (JanusVLNConfig, resolve_dtype,
+                                                                         resolve_kv_dtype)
+from sparsevideonav_ros.policies.janusvln.models import DTYPES, JanusVLN, load_janusvln, resolve_checkpoint
 from sparsevideonav_ros.policies.janusvln.semantic import (SemanticMemory, empty_cache, prompt_positions,
                                                            text_positions)
 from sparsevideonav_ros.policies.janusvln.spatial import SpatialMemory
@@ -55,9 +57,17 @@ class JanusVLNPolicy(Policy):
         super().__init__(config)
         # Weights load here, once, at node configure time (missing files fail the node's start).
         self.dtype = resolve_dtype(config.dtype, config.device)
-        self.model = model or load_janusvln(resolve_checkpoint(config.checkpoint), config.device, self.dtype)
-        self.spatial_memory = SpatialMemory(config.initial_window, config.sliding_window)
-        self.semantic_memory = SemanticMemory(config.initial_window, config.sliding_window)
+        self.kv_dtype = resolve_kv_dtype(config.kv_cache_dtype, config.dtype, config.device)
+        # On CUDA the memory plan runs before any weight loads: a configuration that cannot fit is refused in
+        # one line naming the settings that would (policies/memory_plan.py). Elsewhere it is planned on first use.
+        self._memory_plan: Optional[memory_plan.MemoryPlan] = None
+        if model is None:
+            self._memory_plan = memory_plan.check_before_loading("janusvln", config, PolicyError)
+        self.model = model or load_janusvln(resolve_checkpoint(config.checkpoint), config.device, self.dtype,
+                                            config.quantization)
+        kv_dtype = DTYPES[self.kv_dtype]
+        self.spatial_memory = SpatialMemory(config.initial_window, config.sliding_window, dtype=kv_dtype)
+        self.semantic_memory = SemanticMemory(config.initial_window, config.sliding_window, dtype=kv_dtype)
         self.last_answer = ""
         self.reset()
 
@@ -210,8 +220,28 @@ class JanusVLNPolicy(Policy):
     def load_summary(self) -> str:
         memory = ("semantic memory on (ours, not evaluated with the published weights)" if self.config.semantic_memory
                   else "the release's re-encoding of up to 9 frames")
-        return (f"checkpoint {self.model.folder}, {self.dtype} on {self.config.device}, {memory}, "
-                f"{self.config.action_parsing} action parsing")
+        quantization = (f", language model {self.config.quantization} (torchao)"
+                        if self.config.quantization != "none" else "")
+        return (f"checkpoint {self.model.folder}, {self.dtype} on {self.config.device}{quantization}, "
+                f"KV {self.kv_dtype}, {memory}, {self.config.action_parsing} action parsing; {self.memory_plan_line()}")
+
+    @property
+    def memory_plan(self) -> Optional[memory_plan.MemoryPlan]:
+        """The plan of this configuration (computed before loading on CUDA, else on first use; None when the
+        checkpoint has no config to plan from)."""
+        if self._memory_plan is None:
+            try:
+                self._memory_plan = memory_plan.plan_for("janusvln", self.config)
+            except (memory_plan.MemoryPlanError, OSError, ValueError):
+                return None
+        return self._memory_plan
+
+    def memory_plan_line(self) -> str:
+        plan = self.memory_plan
+        return plan.summary() if plan is not None else "memory plan: not available (no checkpoint config)"
+
+    def status_values(self) -> dict[str, object]:
+        return {"memory_plan": self.memory_plan_line()}
 
     def describe(self) -> dict:
         return {**super().describe(), "resolved_dtype": self.dtype, "steps": self._steps, "spatial_frames": self.spatial_memory.frame_indices,

@@ -147,6 +147,8 @@ class SemanticMemory:
     prefix_length: int = 0
     spans: list = field(default_factory=list)  # FrameSpan per held frame, oldest first
     next_position: int = 0
+    dtype: Optional[torch.dtype] = None  # storage dtype of the keys/values (None = the compute dtype)
+    compute_dtype: Optional[torch.dtype] = None  # the language model's, seen at the last store
 
     def reset(self) -> None:
         self.keys, self.values, self.spans = [], [], []
@@ -165,11 +167,17 @@ class SemanticMemory:
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)
 
     def cache(self):
-        return cache_from(self.keys, self.values) if self.keys else empty_cache()
+        """A DynamicCache over the memory in the compute dtype (the stored tensors themselves when they are in it)."""
+        if not self.keys:
+            return empty_cache()
+        dtype = self.compute_dtype
+        return cache_from([k.to(dtype) for k in self.keys], [v.to(dtype) for v in self.values])
 
     def _store(self, cache) -> None:
-        self.keys = [layer.keys for layer in cache.layers]
-        self.values = [layer.values for layer in cache.layers]
+        self.compute_dtype = cache.layers[0].keys.dtype
+        dtype = self.dtype or self.compute_dtype
+        self.keys = [layer.keys.to(dtype) for layer in cache.layers]
+        self.values = [layer.values.to(dtype) for layer in cache.layers]
 
     def start(self, model: LanguageModel, prefix_ids: Sequence[int]) -> None:
         """Encode the prompt prefix (system turn + user header) once per episode."""

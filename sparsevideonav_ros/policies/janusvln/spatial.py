@@ -276,12 +276,14 @@ class SpatialMemory:
     the initial window is evicted once more than initial + sliding frames are held.
     """
 
-    def __init__(self, initial_window: int = 8, sliding_window: int = 48) -> None:
+    def __init__(self, initial_window: int = 8, sliding_window: int = 48,
+                 dtype: Optional[torch.dtype] = None) -> None:
         if initial_window < 0 or sliding_window < 1:
             raise ValueError(f"need initial_window >= 0 and sliding_window >= 1, got {initial_window}, "
                              f"{sliding_window}")
         self.initial_window = int(initial_window)
         self.sliding_window = int(sliding_window)
+        self.dtype = dtype  # storage dtype of the keys/values (None = the compute dtype); attention casts back
         self.slots = self.initial_window + self.sliding_window + 1
         self.reset()
 
@@ -312,8 +314,8 @@ class SpatialMemory:
             raise RuntimeError("SpatialMemory.attend outside begin_frame/end_frame")
         if layer == len(self.keys):
             shape = (k.shape[0], k.shape[1], self.slots, k.shape[2], k.shape[3])
-            self.keys.append(torch.zeros(shape, dtype=k.dtype, device=k.device))
-            self.values.append(torch.zeros(shape, dtype=v.dtype, device=v.device))
+            self.keys.append(torch.zeros(shape, dtype=self.dtype or k.dtype, device=k.device))
+            self.values.append(torch.zeros(shape, dtype=self.dtype or v.dtype, device=v.device))
         keys, values = self.keys[layer], self.values[layer]
         if keys.shape[3] != k.shape[2]:
             raise ValueError(f"frame has {k.shape[2]} tokens, the spatial memory holds {keys.shape[3]}-token frames "
@@ -322,8 +324,9 @@ class SpatialMemory:
         values[:, :, self._slot] = v
         held = max(i for i, f in enumerate(self.slot_frame) if f is not None or i == self._slot) + 1
         b, h, _, n, d = keys.shape
-        return F.scaled_dot_product_attention(q, keys[:, :, :held].reshape(b, h, held * n, d),
-                                              values[:, :, :held].reshape(b, h, held * n, d))
+        # A view (slots are contiguous per head); a copy in q's dtype only when stored in another dtype.
+        return F.scaled_dot_product_attention(q, keys[:, :, :held].reshape(b, h, held * n, d).to(q.dtype),
+                                              values[:, :, :held].reshape(b, h, held * n, d).to(q.dtype))
 
     def end_frame(self) -> None:
         """Commit the new frame and evict the oldest frame outside the initial window when over capacity."""

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -30,6 +31,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from sparsevideonav_ros.core.progress import loading, start_loading
 from sparsevideonav_ros.policies import random_init
 from sparsevideonav_ros.policies.model_cache import cached_folder
 from sparsevideonav_ros.policies.sparsevideonav.action_head import ActionHeadConfig, SparseVideoNavActionHead
@@ -170,7 +172,8 @@ def _load_action_head(folder: Path, dtype: torch.dtype, device: str, why: str) -
     if not weights:
         raise CheckpointError(f"missing action head weights ({why}): expected {folder / 'diffusion_pytorch_model.safetensors'}")
     try:
-        head = SparseVideoNavActionHead.from_pretrained(folder, torch_dtype=dtype)
+        with loading("sparsevideonav: loading the action head", folder):
+            head = SparseVideoNavActionHead.from_pretrained(folder, torch_dtype=dtype)
     except Exception as error:  # diffusers raises OSError, ValueError, SafetensorError, JSON errors ...
         raise CheckpointError(f"cannot load the action head ({why}) from {folder} "
                               f"({', '.join(weights)} + config.json): {type(error).__name__}: {error}") from error
@@ -218,8 +221,10 @@ def _load_ours(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavMode
     if layout.get("format") != LAYOUT_FORMAT or layout.get("version") != LAYOUT_VERSION:
         raise CheckpointError(f"{folder / LAYOUT_FILE} is {layout}, expected format {LAYOUT_FORMAT} v{LAYOUT_VERSION}")
     dtype = DTYPES[config.dtype]
-    transformer = SparseVideoNavTransformer.from_pretrained(
-        _require(folder / "transformer" / "config.json", "backbone config").parent, torch_dtype=dtype)
+    # Start-up messages on stderr (the node's log, evaluate's output): gigabytes load for minutes.
+    with loading("sparsevideonav: loading the backbone", folder / "transformer"):
+        transformer = SparseVideoNavTransformer.from_pretrained(
+            _require(folder / "transformer" / "config.json", "backbone config").parent, torch_dtype=dtype)
     head, why = resolve_action_head(config, folder / "action_head")
     if head == "pose":
         action_head, head_source = None, f"none: the pose head runs ({why})"
@@ -230,10 +235,13 @@ def _load_ours(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavMode
     else:
         action_head, head_source = _load_action_head(folder / "action_head", dtype, config.device,
                                                      "the checkpoint's own head")
-    vae = load_vae(_require(folder / "vae", "VAE folder"), device=config.device, dtype=dtype)
+    with loading("sparsevideonav: loading the VAE", folder / "vae"):
+        vae = load_vae(_require(folder / "vae", "VAE folder"), device=config.device, dtype=dtype)
+    text_loaded = start_loading("sparsevideonav: loading the umT5 text encoder", folder / "text_encoder")
     text = InstructionEncoder.from_pretrained(_require(folder / "text_encoder", "text encoder folder"),
                                               _require(folder / "tokenizer", "tokenizer folder"),
                                               **_text_encoder_placement(config))
+    text_loaded()
     return SparseVideoNavModels(transformer.to(config.device).eval(), vae.eval(), action_head, text,
                                 int(layout["image_size"]), head_source, head, why)
 
@@ -248,7 +256,8 @@ def _load_release(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavM
         action_head, head_source = _load_action_head(Path(config.action_head_dir), dtype, config.device,
                                                      "sparsevideonav.action_head_dir")
     wan = Path(config.wan_diffusers_dir) if config.wan_diffusers_dir else folder / "wan_diffusers_dir-unset"
-    transformer = load_release_transformer(folder / "svn_ckpt", device=config.device, dtype=dtype)
+    with loading("sparsevideonav: loading the backbone svn_ckpt", folder / "svn_ckpt"):
+        transformer = load_release_transformer(folder / "svn_ckpt", device=config.device, dtype=dtype)
     original_vae = folder / "Wan2.1_VAE.pth"
     vae_config = wan / "vae" if (wan / "vae" / "config.json").is_file() else None  # else the standard Wan2.1 VAE
     if original_vae.is_file():
@@ -259,10 +268,12 @@ def _load_release(folder: Path, config: SparseVideoNavConfig) -> SparseVideoNavM
     tokenizer = folder / "google" / "umt5-xxl"
     wan_t5 = folder / "models_t5_umt5-xxl-enc-bf16.pth"
     text_source = wan / "text_encoder" if (wan / "text_encoder").is_dir() else wan_t5
+    text_loaded = start_loading("sparsevideonav: loading the umT5 text encoder", text_source)
     text = InstructionEncoder.from_pretrained(
         _require(text_source, "umT5 encoder (<wan_diffusers_dir>/text_encoder or models_t5_umt5-xxl-enc-bf16.pth)"),
         tokenizer if tokenizer.is_dir() else _require(wan / "tokenizer", "tokenizer"),
         **_text_encoder_placement(config))
+    text_loaded()
     grid = int(math.isqrt(transformer.qformer.config.num_latents // transformer.history_slots))
     return SparseVideoNavModels(transformer, vae.eval(), action_head, text, grid * VAE_SPATIAL_STRIDE, head_source,
                                 head, why)
@@ -281,10 +292,15 @@ def load_models(config: SparseVideoNavConfig) -> SparseVideoNavModels:
     folder = tiny_checkpoint_dir() if config.checkpoint == TINY else Path(config.checkpoint).expanduser()
     if not folder.is_dir():
         raise CheckpointError(f"sparsevideonav.checkpoint {folder} is not a folder")
-    if (folder / LAYOUT_FILE).is_file():
-        return _load_ours(folder, config)
-    if (folder / "svn_ckpt").is_dir():
-        return _load_release(folder, config)
+    if (folder / LAYOUT_FILE).is_file() or (folder / "svn_ckpt").is_dir():
+        # On CUDA the memory plan runs before any weight loads; a set that cannot fit is refused in one line.
+        from sparsevideonav_ros.policies import memory_plan
+        from sparsevideonav_ros.policies.base import PolicyError
+
+        plan = memory_plan.check_before_loading("sparsevideonav", config, PolicyError)
+        models = _load_ours(folder, config) if (folder / LAYOUT_FILE).is_file() else _load_release(folder, config)
+        models.memory_plan = plan
+        return models
     raise CheckpointError(f"{folder} is neither our layout (expected {folder / LAYOUT_FILE}) nor the authors' "
                           f"release (expected {folder / 'svn_ckpt'}/)")
 
@@ -334,6 +350,8 @@ def build_tiny_models(folder: Path, seed: int = 0) -> Path:
     random motions (about action_std around action_mean per 0.25 s step), not navigation.
     """
     from diffusers import AutoencoderKLWan
+    sys.stderr.write(f"sparsevideonav: building the tiny random model set (first use on this machine, cached) in "
+                     f"{folder}...\n")
     torch.manual_seed(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

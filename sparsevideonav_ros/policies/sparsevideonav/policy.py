@@ -229,9 +229,12 @@ class SparseVideoNavPolicy(Policy):
                 f"horizontal_fov_deg {self.config.horizontal_fov_deg:g} (no camera_info for {width}x{height} frames)")
 
     def status_values(self) -> dict[str, object]:
+        from sparsevideonav_ros.policies import memory_plan
+
+        values: dict[str, object] = {"memory_plan": memory_plan.policy_plan_line(self, "sparsevideonav")}
         if self.pose_head is None or self._latest is None:
-            return {}
-        return {"pose_intrinsics": self.camera_intrinsics()[1]}
+            return values
+        return {**values, "pose_intrinsics": self.camera_intrinsics()[1]}
 
     def pose_intrinsics(self, frame_size: int) -> np.ndarray:
         """(3, 3) pinhole matrix (px) of frame_size x frame_size imagined frames: the camera image's
@@ -311,9 +314,13 @@ class SparseVideoNavPolicy(Policy):
         return out
 
     def load_summary(self) -> str:
-        """One start-up line: which head runs and why; for pose the estimator (weights, licence) and the mount."""
+        """One start-up line: which head runs and why; for pose the estimator (weights, licence) and the mount;
+        then the memory plan (policies/memory_plan.py)."""
+        from sparsevideonav_ros.policies import memory_plan
+
+        plan = "; " + memory_plan.policy_plan_line(self, "sparsevideonav")
         if self.pose_head is None:
-            return f"head dit ({self.models.head_reason}): action head {self.models.action_head_source}"
+            return f"head dit ({self.models.head_reason}): action head {self.models.action_head_source}{plan}"
         cfg = self.config
         est = self.pose_head.estimator.describe()
         if est["estimator"] == "da3":
@@ -325,7 +332,7 @@ class SparseVideoNavPolicy(Policy):
         return (f"head pose ({self.models.head_reason}): {estimator}; camera mount {cfg.camera_mount} "
                 f"({m.height_m:.2f} m high, {math.degrees(m.pitch_down_rad):.1f} deg down, {m.forward_m:.2f} m ahead); "
                 f"horizontal FOV {cfg.horizontal_fov_deg:g} deg; {len(times)} imagined instants T+"
-                f"{', '.join(f'{t:g}' for t in times)} s")
+                f"{', '.join(f'{t:g}' for t in times)} s{plan}")
 
 
 def camera_mount(config: SparseVideoNavConfig) -> CameraMount:
