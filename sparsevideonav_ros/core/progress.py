@@ -124,11 +124,13 @@ class Progress:
 
 
 @contextlib.contextmanager
-def loading(what: str, path: Optional[Path] = None, stream: Optional[TextIO] = None) -> Iterator[None]:
-    """'<what> (<size on disk>)...' before the block and '<what>: done in <t>' after it (on stderr), so a
-    start-up that loads gigabytes says what it waits for; a failure says how long it tried."""
+def loading(what: str, path: Optional[Path] = None, stream: Optional[TextIO] = None,
+            size_bytes: Optional[int] = None) -> Iterator[None]:
+    """'<what> (<size on disk>) from <path>...' before the block and '<what>: done in <t>' after it (on
+    stderr), so a start-up that loads gigabytes says what it waits for; a failure says how long it tried.
+    size_bytes: the size to show (default: everything under ``path``)."""
     stream = stream if stream is not None else sys.stderr
-    size = size_on_disk(path) if path is not None else 0
+    size = size_bytes if size_bytes is not None else (size_on_disk(path) if path is not None else 0)
     where = f" from {path}" if path is not None else ""
     stream.write(f"{what}{f' ({human_bytes(size)})' if size else ''}{where}...\n")
     stream.flush()
@@ -141,3 +143,12 @@ def loading(what: str, path: Optional[Path] = None, stream: Optional[TextIO] = N
         raise
     stream.write(f"{what}: done in {human_seconds(time.monotonic() - started)}\n")
     stream.flush()
+
+
+def start_loading(what: str, path: Optional[Path] = None, stream: Optional[TextIO] = None,
+                  size_bytes: Optional[int] = None) -> Callable[[], None]:
+    """:func:`loading` as two calls, for code that cannot be wrapped in a block: says what loads now and
+    returns the function that says it is done."""
+    block = loading(what, path, stream, size_bytes)
+    block.__enter__()
+    return lambda: block.__exit__(None, None, None)

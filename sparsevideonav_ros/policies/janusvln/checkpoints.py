@@ -107,13 +107,23 @@ def weight_files(folder: Path) -> list[Path]:
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
+    from sparsevideonav_ros.core.progress import Progress
+
     state: dict[str, torch.Tensor] = {}
-    for path in weight_files(Path(folder)):
+    files = weight_files(Path(folder))
+    # gigabytes on a start-up: one line per shard (MB read of the total, ETA) on stderr, the node's log
+    total_mb = sum(path.stat().st_size for path in files) / 1e6
+    progress = Progress(f"janusvln: reading weights from {folder}", total=round(total_mb, 1), unit="MB", every_s=0.0)
+    read_mb = 0.0
+    for path in files:
         part = load_file(str(path))
         repeated = set(state) & set(part)
         if repeated:
             raise CheckpointError(f"{path} repeats keys already loaded: {sorted(repeated)[:5]}")
         state.update(part)
+        read_mb += path.stat().st_size / 1e6
+        progress.update(round(read_mb, 1), note=f"{path.name}")
+    progress.finish(f"{len(files)} file(s)")
     return state
 
 

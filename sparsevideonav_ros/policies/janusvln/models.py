@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -371,6 +372,8 @@ def build_tiny_checkpoint(folder: Path, seed: int = 0, answer_actions: bool = Tr
     (_random_init); `answer_actions` adds _wire_action_choice (the default tiny model), False leaves the answers
     to the random weights alone (mostly text that names no action)."""
     folder = Path(folder)
+    # stderr, like the loading lines: the first use on a machine builds for a while before anything runs
+    sys.stderr.write(f"janusvln: building the tiny random model in {folder}...\n")
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = folder / "_tokenizer"
     if tokenizer_from is None:
