@@ -302,6 +302,34 @@ def test_live_view_refuses_a_busy_port_and_bad_arguments(tmp_path):
     assert "cannot serve on 127.0.0.1" in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("launch_name", sorted(stack.LAUNCH_FILES))
+def test_launch_files_start_the_same_live_view_as_the_runner(monkeypatch, launch_name, tmp_path):
+    from fake_launch import install_fake_launch, load_launch_file, run_launch
+    fake = install_fake_launch(monkeypatch)
+    base = {}
+    if launch_name == "replay":  # a replay plans from its bag; the live view does not depend on it
+        monkeypatch.setattr(stack, "plan_playback", lambda *args, **kwargs: None)
+        monkeypatch.setattr("sparsevideonav_ros.launch_plan.plan_playback", lambda *args, **kwargs: None)
+        monkeypatch.setattr("sparsevideonav_ros.launch_plan._alignment_if_replay",
+                            lambda *args: stack.ReplayAlignment(0.0, None, ""))
+        bag = tmp_path / "run.mcap"
+        bag.write_bytes(b"")
+        base = {"bag": str(bag)}
+    processes: list = []
+    run_launch(fake, load_launch_file(launch_name), dict(base), processes)
+    assert [p for p in processes if p.kwargs.get("name") == stack.LIVE_VIEW_NAME] == []
+    arguments = dict(base, foxglove="true", foxglove_port="9123", namespace="robot1")
+    processes = []
+    run_launch(fake, load_launch_file(launch_name), arguments, processes)
+    (launched,) = [p for p in processes if p.kwargs.get("name") == stack.LIVE_VIEW_NAME]
+    spec = stack.plan_live_view(launch_name, arguments)
+    assert launched.cmd == node_command(spec)  # the very command line the pip-only runner starts
+    assert launched.cmd[launched.cmd.index("--host") + 1] == "127.0.0.1"
+    assert launched.cmd[launched.cmd.index("--port") + 1] == "9123"
+    assert "/robot1/tf" in launched.cmd and "/robot1/policy/markers" in launched.cmd
+    assert launched.kwargs.get("on_exit") is not None  # its exit brings the launch down, like every process
+
+
 @pytest.mark.skipif(not TF2_MSGS, reason="tf2_msgs is not installed (pip-only): /tf is tested through the live view")
 def test_nodes_publish_tf_where_tf2_msgs_exists(ros_context, tmp_path):  # pragma: no cover - ROS installs only
     from rclpy.node import Node
