@@ -65,7 +65,7 @@ def test_cache_shards_are_renamed_into_place_and_indexed(tmp_path):
                                                 "shard-r0-000002.safetensors"]  # 8 samples, 3 per shard
     (cache.folder / "shard-r0-000003.safetensors.tmp").write_bytes(b"torn")  # a killed write
     index = cache.index()
-    assert sorted(index) == [(e.episode_id, t) for e in episodes for t in planning_frames(24)]
+    assert sorted(index) == sorted((e.episode_id, t, episode_fingerprint(e)) for e in episodes for t in planning_frames(24))
     writer = cache.writer(rank=0, shard_size=1)
     assert writer.next_number == 3 and not list(cache.folder.glob("*.tmp"))  # the rank's stray .tmp is gone
     # an edited episode under the same id is not a cache hit
@@ -77,10 +77,58 @@ def test_cache_shards_are_renamed_into_place_and_indexed(tmp_path):
     other.spec = {"weights": "other"}
     with pytest.raises(CacheError, match="other settings"):
         other.prepare()
-    sample = CachedSample("ep9", 11, episode_fingerprint("x", np.arange(4) * 0.25), "x", torch.zeros(16, 8, 8, 8),
-                          torch.zeros(3, 32))
+    sample = CachedSample("ep9", 11, "f" * 16, "x", torch.zeros(16, 8, 8, 8), torch.zeros(3, 32))
     writer.add(sample)
-    assert (cache.folder / "shard-r0-000003.safetensors").is_file() and ("ep9", 11) in cache.index()
+    assert (cache.folder / "shard-r0-000003.safetensors").is_file() and ("ep9", 11, "f" * 16) in cache.index()
+
+
+def test_an_edited_episode_is_generated_again_and_its_new_futures_are_found(tmp_path):
+    """Same id, new instruction: its old futures do not count as cached (missing_futures, what the command
+    line generates), and once regenerated the samples are read back with the new fingerprint, although the
+    old shards (written first) still hold the same (id, frame)."""
+    from sparsevideonav_ros.training.samples import missing_futures
+    episode = synthetic_episode(0, frames=24)
+    cache = FutureCache(tmp_path, {"edit": 1})
+    write_synthetic_cache(cache, [episode])
+    needed = {"ep000": planning_frames(24)}
+    old = episode_fingerprint(episode)
+    assert missing_futures(cache.index(), [episode], needed, {"ep000": old}) == {}
+    episode.instruction = "go to the bedroom instead"
+    new = episode_fingerprint(episode)
+    assert new != old
+    assert missing_futures(cache.index(), [episode], needed, {"ep000": new}) == {"ep000": planning_frames(24)}
+    assert training_samples(cache, [episode], "odometry")[1].not_cached == 4
+    write_synthetic_cache(cache, [episode])  # regenerated: new shards after the old ones
+    assert missing_futures(cache.index(), [episode], needed, {"ep000": new}) == {}
+    by_episode, summary = training_samples(cache, [episode], "odometry")
+    assert summary.not_cached == 0 and [s.entry.frame for s in by_episode["ep000"]] == [11, 15]
+    assert {s.entry.fingerprint for s in by_episode["ep000"]} == {new}
+
+
+def test_episodes_named_alike_in_two_collections_do_not_share_futures(tmp_path):
+    """walk_0001 of two collections, the same stamps (arange * 0.25) and instruction: the source path and the
+    frames tell them apart; the same episode read twice keeps its fingerprint."""
+    from sparsevideonav_ros.datasets.folder import read_episode, write_episode
+    first = synthetic_episode(0, frames=12)
+    first.episode_id = "walk_0001"
+    write_episode(first, tmp_path / "monday" / "walk_0001")
+    second = synthetic_episode(1, frames=12)
+    second.episode_id = "walk_0001"
+    second.frames.images = [np.full((16, 16, 3), 200, np.uint8)] * 12
+    write_episode(second, tmp_path / "tuesday" / "walk_0001")
+    a, b = (read_episode(tmp_path / day / "walk_0001") for day in ("monday", "tuesday"))
+    assert (a.episode_id, a.instruction, list(a.stamps_s)) == (b.episode_id, b.instruction, list(b.stamps_s))
+    assert episode_fingerprint(a) != episode_fingerprint(b)
+    assert episode_fingerprint(a) == episode_fingerprint(read_episode(tmp_path / "monday" / "walk_0001"))
+    # the same pixels in another place: another source, another fingerprint
+    import shutil
+    shutil.copytree(tmp_path / "monday", tmp_path / "copy")
+    assert episode_fingerprint(read_episode(tmp_path / "copy" / "walk_0001")) != episode_fingerprint(a)
+    # other frames under the same path and file sizes: the decoded pixels differ
+    memory = synthetic_episode(2, frames=12)
+    changed = synthetic_episode(2, frames=12)
+    changed.frames.images = [np.full((16, 16, 3), 9, np.uint8)] * 12
+    assert episode_fingerprint(memory) != episode_fingerprint(changed)
 
 
 # -- training --------------------------------------------------------------------------------------

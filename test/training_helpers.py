@@ -59,8 +59,7 @@ def write_synthetic_cache(cache, episodes, rank: int = 0, shard_size: int = 8, s
         cls = int(episode.episode_id[2:]) % len(MOTIONS)
         generator = torch.Generator().manual_seed(seed * 7919 + int(episode.episode_id[2:]))
         for frame in planning_frames(len(episode)):
-            writer.add(CachedSample(episode.episode_id, frame, episode_fingerprint(episode.instruction,
-                                                                                    episode.stamps_s),
+            writer.add(CachedSample(episode.episode_id, frame, episode_fingerprint(episode),
                                     episode.instruction, class_latents(cls, generator), text))
     writer.flush()
 

@@ -121,9 +121,9 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
     from sparsevideonav_ros.datasets import open_episodes
     from sparsevideonav_ros.datasets.episodes import EpisodeError, validate_all
     from sparsevideonav_ros.policies.sparsevideonav.checkpoints import CheckpointError
-    from sparsevideonav_ros.training.future_cache import CacheError, FutureCache
+    from sparsevideonav_ros.training.future_cache import CacheError, FutureCache, episode_fingerprints
     from sparsevideonav_ros.training.labels import check_label_source
-    from sparsevideonav_ros.training.samples import frames_needing_futures, training_samples
+    from sparsevideonav_ros.training.samples import frames_needing_futures, missing_futures, training_samples
     from sparsevideonav_ros.training.trainer import TrainingOptions, split_by_episode, train_action_head
 
     try:
@@ -157,6 +157,7 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
         validate_all(episodes, needs="frames" if options.labels == "relabel" else "motions")
         for episode in episodes:
             check_label_source(episode, options.labels)
+        fingerprints = episode_fingerprints(episodes)  # what the cache knows each episode by (3 frames read)
     except (EpisodeError, ValueError) as error:
         raise UsageError(str(error)) from None
 
@@ -187,11 +188,11 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
         index = cache.index()
     except CacheError as error:
         raise UsageError(str(error)) from None
-    missing = sum(1 for e in episodes for t in needed[e.episode_id] if (e.episode_id, t) not in index)
+    missing = sum(map(len, missing_futures(index, episodes, needed, fingerprints).values()))
     if missing:
         say(f"{missing} of {sum(map(len, needed.values()))} futures to generate on {accelerator.num_processes} "
             f"process(es)")
-        _generate(config, episodes, cache, needed, backbone, options, accelerator)
+        _generate(config, episodes, cache, needed, backbone, options, accelerator, fingerprints)
     accelerator.wait_for_everyone()
     backbone = cache.backbone() or backbone
     if options.generate_only:
@@ -200,7 +201,7 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
 
     # 3. samples, split by episode, training
     by_episode, summary = training_samples(cache, episodes, options.labels, config.min_frames,
-                                           config.plan_every_frames)
+                                           config.plan_every_frames, fingerprints=fingerprints)
     if summary.refused:
         say(f"{len(summary.refused)} samples left out: the pose head refused their imagined frames, e.g. "
             f"{summary.refused[0][2]}")
@@ -314,7 +315,7 @@ def _cache_spec(config, labels: str) -> tuple[dict, dict]:
     return spec, {"checkpoint": config.checkpoint, "weights": spec["weights"]}
 
 
-def _generate(config, episodes, cache, needed, backbone: dict, options, accelerator) -> None:
+def _generate(config, episodes, cache, needed, backbone: dict, options, accelerator, fingerprints) -> None:
     import torch
 
     from sparsevideonav_ros.policies.sparsevideonav.checkpoints import CheckpointError
@@ -336,7 +337,7 @@ def _generate(config, episodes, cache, needed, backbone: dict, options, accelera
     summary = generate_futures(policy, episodes, cache, lambda e: needed[e.episode_id],
                                rank=accelerator.process_index, world=accelerator.num_processes,
                                shard_size=options.shard_size, pose_head=policy.pose_head if cache.relabel else None,
-                               progress=accelerator.is_local_main_process)
+                               progress=accelerator.is_local_main_process, fingerprints=fingerprints)
     if summary.refused:
         print(f"rank {accelerator.process_index}: the pose head refused {len(summary.refused)} imagined futures "
               f"(left out of training), e.g. {summary.refused[0][2]}")

@@ -12,8 +12,10 @@ Layout::
 the first and last MiB of every weight file: a re-trained or re-downloaded model gets a new key, a copied
 one keeps its key), the sampler and its steps, the seed, the dtype and the planning grid; relabelling
 adds the pose-head settings (its labels and decoded frames are part of the cache then). A sample is
-identified by (episode id, planning frame index) plus a fingerprint of the episode (instruction, frame
-count, stamps): an episode edited under the same id is generated again, not silently reused.
+identified by (episode id, planning frame index, episode fingerprint): instruction, stamps, the source's
+resolved path and file sizes, the camera intrinsics and the pixels of three frames (episode_fingerprint).
+An episode edited under the same id, or another collection's episode of the same name, is generated again
+(its entry sits next to the old one), not silently reused.
 
 Tensors of a shard (safetensors, n samples):
     future_latents     (n, 16, 8, h, w) model dtype: the 8 generated future latents (reference excluded)
@@ -78,10 +80,47 @@ def cache_key(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def episode_fingerprint(instruction: str, stamps_s: np.ndarray) -> str:
-    """What identifies an episode's content without reading its frames: instruction, frame count, stamps (ms)."""
-    stamps = np.round(np.asarray(stamps_s, dtype=float) * 1000.0).astype(np.int64)
-    return hashlib.sha1(instruction.encode() + b"\0" + stamps.tobytes()).hexdigest()[:16]
+def _source_identity(source: str) -> str:
+    """Where an episode comes from, as a resolved path (``<dataset>#<index>`` keeps its index), plus the sizes
+    of the files there (cheap: no content read). Two collections with an episode of the same name (walk_0001
+    in two folders) differ here; an edited folder mostly changes a file size too."""
+    path_text, sep, suffix = str(source).partition("#")
+    path = Path(path_text).expanduser()
+    if not path.exists():
+        return str(source)
+    parts = [str(path.resolve()) + sep + suffix]
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        try:
+            parts.append(f"{file.relative_to(path) if file != path else file.name}:{file.stat().st_size}")
+        except OSError:
+            continue
+    return "\n".join(parts)
+
+
+def episode_fingerprint(episode) -> str:
+    """What identifies an episode's content for the cache, cheaply: instruction, frame count and stamps (ms),
+    the source (resolved path and its files' sizes), the camera's intrinsics (relabelling reads them) and the
+    pixels of the first, middle and last frame (decoded: three frames read, not the episode).
+
+    An episode edited under the same id (another instruction, other frames, another collection's walk_0001)
+    gets another fingerprint, so its futures are generated again instead of being reused."""
+    digest = hashlib.sha1()
+    stamps = np.round(np.asarray(episode.stamps_s, dtype=float) * 1000.0).astype(np.int64)
+    digest.update(episode.instruction.encode() + b"\0" + stamps.tobytes())
+    digest.update(b"\0" + _source_identity(episode.source).encode() + b"\0")
+    matrix = episode.camera.intrinsics() if episode.camera is not None else None
+    digest.update(b"" if matrix is None else np.ascontiguousarray(matrix, dtype=np.float64).tobytes())
+    count = len(episode.frames)
+    for index in sorted({0, count // 2, count - 1} if count else set()):
+        frame = np.ascontiguousarray(np.asarray(episode.frames[index]))
+        digest.update(f"{index}:{frame.shape}:{frame.dtype}".encode() + frame.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def episode_fingerprints(episodes) -> dict[str, str]:
+    """{episode_id: episode_fingerprint} (compute once per run: three frames are decoded per episode)."""
+    return {episode.episode_id: episode_fingerprint(episode) for episode in episodes}
 
 
 def text_digest(instruction: str) -> str:
@@ -165,9 +204,10 @@ class FutureCache:
             return []
         return sorted(p for p in self.folder.iterdir() if SHARD_PATTERN.match(p.name))
 
-    def index(self) -> dict[tuple[str, int], Entry]:
-        """(episode_id, frame) -> Entry for every complete shard (headers only: no tensor is read)."""
-        out: dict[tuple[str, int], Entry] = {}
+    def index(self) -> dict[tuple[str, int, str], Entry]:
+        """(episode_id, frame, episode fingerprint) -> Entry for every complete shard (headers only: no tensor is
+        read). Keyed by the fingerprint too: an edited episode's regenerated future sits next to the old one's."""
+        out: dict[tuple[str, int, str], Entry] = {}
         for shard in self.shards():
             try:
                 with safe_open(str(shard), framework="pt") as handle:
@@ -176,8 +216,8 @@ class FutureCache:
                 raise CacheError(f"cannot read cache shard {shard}: {type(error).__name__}: {error}") from error
             for row, (episode_id, frame, fingerprint, digest, tokens, refusal) in enumerate(records):
                 # two ranks never write the same sample; a repeated one (an old run's) keeps the first shard
-                out.setdefault((episode_id, int(frame)), Entry(shard, row, episode_id, int(frame), fingerprint,
-                                                               digest, int(tokens), refusal))
+                out.setdefault((episode_id, int(frame), fingerprint),
+                               Entry(shard, row, episode_id, int(frame), fingerprint, digest, int(tokens), refusal))
         return out
 
     def writer(self, rank: int, shard_size: int) -> "ShardWriter":

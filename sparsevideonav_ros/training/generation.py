@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from sparsevideonav_ros.datasets.episodes import Episode
 from sparsevideonav_ros.policies.base import Observation
 from sparsevideonav_ros.policies.sparsevideonav.sampling import REFERENCE_LATENTS
-from sparsevideonav_ros.training.future_cache import CachedSample, FutureCache, episode_fingerprint
+from sparsevideonav_ros.training.future_cache import CachedSample, FutureCache, episode_fingerprints
 from sparsevideonav_ros.training.labels import relabelled_actions
 
 
@@ -49,20 +49,23 @@ def assign_episodes(frame_counts: Sequence[int], world: int) -> list[list[int]]:
 def generate_futures(policy, episodes: Sequence[Episode], cache: FutureCache,
                      frames_to_generate: Callable[[Episode], list[int]], rank: int = 0, world: int = 1,
                      shard_size: int = 64, pose_head=None, progress: bool = True,
-                     log: Callable[[str], None] = print) -> GenerationSummary:
+                     log: Callable[[str], None] = print,
+                     fingerprints: Optional[Mapping[str, str]] = None) -> GenerationSummary:
     """Imagine and cache the futures of this rank's episodes at ``frames_to_generate(episode)`` (planning
-    frame indices T). pose_head: given for relabel caches (labels and decoded frames are cached too)."""
+    frame indices T). pose_head: given for relabel caches (labels and decoded frames are cached too).
+    fingerprints: {episode_id: episode_fingerprint} when already computed (else computed here)."""
     if cache.relabel != (pose_head is not None):
         raise ValueError("a relabel cache needs the pose head, and only a relabel cache takes one")
     index = cache.index()
     writer = cache.writer(rank, shard_size)
     mine = [episodes[i] for i in assign_episodes([len(e) for e in episodes], world)[rank]]
+    fingerprints = episode_fingerprints(mine) if fingerprints is None else fingerprints
     summary = GenerationSummary()
     todo: list[tuple[Episode, str, list[int]]] = []
     for episode in mine:
-        fingerprint = episode_fingerprint(episode.instruction, episode.stamps_s)
+        fingerprint = fingerprints[episode.episode_id]
         frames = frames_to_generate(episode)
-        missing = [t for t in frames if (e := index.get((episode.episode_id, t))) is None or e.fingerprint != fingerprint]
+        missing = [t for t in frames if (episode.episode_id, t, fingerprint) not in index]
         summary.wanted += len(frames)
         summary.cached += len(frames) - len(missing)
         if missing:

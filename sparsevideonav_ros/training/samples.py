@@ -3,12 +3,12 @@ and their labels."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from sparsevideonav_ros.datasets.episodes import Episode
-from sparsevideonav_ros.training.future_cache import FutureCache, ShardReader, episode_fingerprint
+from sparsevideonav_ros.training.future_cache import FutureCache, ShardReader, episode_fingerprints
 from sparsevideonav_ros.training.labels import ACTIONS, episode_labels, planning_frames
 from sparsevideonav_ros.training.trainer import TrainingSample
 
@@ -38,20 +38,36 @@ def frames_needing_futures(episode: Episode, labels: str, min_frames: int = 12, 
     return [t for t in frames if episode_labels(episode, t, labels) is not None]
 
 
+def missing_futures(index: Mapping, episodes: Sequence[Episode], needed: Mapping[str, Sequence[int]],
+                    fingerprints: Mapping[str, str]) -> dict[str, list[int]]:
+    """{episode_id: planning frames of ``needed`` without a cached future of the episode as it is now}
+    (FutureCache.index keys: an edited episode's old futures do not count)."""
+    out = {}
+    for episode in episodes:
+        fingerprint = fingerprints[episode.episode_id]
+        missing = [t for t in needed[episode.episode_id] if (episode.episode_id, t, fingerprint) not in index]
+        if missing:
+            out[episode.episode_id] = missing
+    return out
+
+
 def training_samples(cache: FutureCache, episodes: Sequence[Episode], labels: str, min_frames: int = 12,
-                     every: int = 4) -> tuple[dict[str, list[TrainingSample]], SampleSummary]:
-    """{episode_id: [TrainingSample]} over the planning frames with a cached future and a label."""
+                     every: int = 4, fingerprints: Optional[Mapping[str, str]] = None
+                     ) -> tuple[dict[str, list[TrainingSample]], SampleSummary]:
+    """{episode_id: [TrainingSample]} over the planning frames with a cached future and a label.
+    fingerprints: {episode_id: episode_fingerprint} when already computed (else computed here)."""
     index = cache.index()
+    fingerprints = episode_fingerprints(episodes) if fingerprints is None else fingerprints
     reader = ShardReader()
     summary = SampleSummary()
     out: dict[str, list[TrainingSample]] = {}
     for episode in episodes:
-        fingerprint = episode_fingerprint(episode.instruction, episode.stamps_s)
+        fingerprint = fingerprints[episode.episode_id]
         samples = out.setdefault(episode.episode_id, [])
         for frame in planning_frames(len(episode), min_frames, every):
             summary.planning_frames += 1
-            entry = index.get((episode.episode_id, frame))
-            if entry is None or entry.fingerprint != fingerprint:
+            entry = index.get((episode.episode_id, frame, fingerprint))
+            if entry is None:
                 summary.not_cached += 1
                 continue
             if labels == "relabel":
