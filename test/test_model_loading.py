@@ -81,10 +81,12 @@ def test_the_runner_logs_which_head_was_loaded(tiny_models, other_head):
     runner = PolicyRunner(SparseVideoNavPolicy, lambda: SparseVideoNavPolicy(
         SparseVideoNavConfig(action_head_dir=str(other_head)), models=loaded), log_info=messages.append)
     assert runner.load(), runner.load_error
-    assert [m for m in messages if "loaded" in m] == [
+    loaded_lines = [m for m in messages if "loaded" in m]
+    assert [m.split("; memory plan ")[0] for m in loaded_lines] == [
         f"policy 'sparsevideonav' loaded: head dit (auto: a trained action head is present): action head "
         f"{other_head} (sparsevideonav.action_head_dir, replacing "
         f"{models.tiny_checkpoint_dir() / 'action_head'})"]
+    assert "; memory plan " in loaded_lines[0] and "on cpu" in loaded_lines[0]  # policies/memory_plan.py
 
 
 def test_our_layout_with_action_head_dir_replaces_its_head(tiny_models, other_head, tmp_path):
