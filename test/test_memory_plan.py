@@ -181,10 +181,29 @@ def test_the_policy_refuses_before_loading_on_a_device_without_room(monkeypatch)
     assert "does NOT fit" in str(refused.value) and "\n" not in str(refused.value)
 
 
+def test_sparsevideonav_refuses_before_loading_on_a_device_without_room(monkeypatch):
+    from sparsevideonav_ros.policies.sparsevideonav import models as svn_models
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(mp, "free_device_memory", lambda device, gb=None: (2 ** 20, "test: 1 MiB"))
+    monkeypatch.setattr(svn_models, "_load_ours", lambda *a: pytest.fail("weights loaded before the plan refused"))
+    with pytest.raises(PolicyError) as refused:
+        svn_models.load_models(SparseVideoNavConfig(device="cuda"))
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith("sparsevideonav does not fit: memory plan ")
+    # 1 MiB holds nothing: the CUDA context alone is more, so no setting is offered
+    assert "no single setting found that fits" in message
+
+
 def test_status_and_start_up_line_carry_the_plan():
     policy = JanusVLNPolicy(JanusVLNConfig(), model=janus_models.load_janusvln(janus_models.tiny_checkpoint_dir()))
     assert policy.status_values()["memory_plan"].startswith("memory plan ")
     assert "memory plan " in policy.load_summary() and "on cpu" in policy.load_summary()
+    from sparsevideonav_ros.policies.sparsevideonav.models import load_models
+    from sparsevideonav_ros.policies.sparsevideonav.policy import SparseVideoNavPolicy
+
+    svn = SparseVideoNavPolicy(SparseVideoNavConfig(), models=load_models(SparseVideoNavConfig()))
+    assert svn.status_values()["memory_plan"].startswith("memory plan ") and "memory plan " in svn.load_summary()
 
 
 # -- the tool -------------------------------------------------------------------------------------------------

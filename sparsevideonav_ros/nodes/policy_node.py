@@ -91,7 +91,11 @@ class PolicyNode(common.StackNode):
         common.subscribe(self, Odometry, "odom", self.on_odom)
         self.create_service(Trigger, "policy/reset", self.on_reset)
         self.add_on_set_parameters_callback(self.on_parameters)
-        self.create_timer(1.0 / self.config.status_rate_hz, self.publish_status)
+        # On the steady clock: status flows while a replay's /clock is held (the bag player waits for this
+        # very status to leave 'loading' before it plays, so a sim-time timer would never fire).
+        from rclpy.clock import Clock, ClockType
+        self.create_timer(1.0 / self.config.status_rate_hz, self.publish_status,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
 
         if self.config.instruction.strip():
             self.set_instruction(self.config.instruction)

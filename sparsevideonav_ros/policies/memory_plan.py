@@ -579,7 +579,10 @@ def check_before_loading(policy: str, config, error: type = RuntimeError) -> Opt
     memory. Returns the plan (None off CUDA: nothing is checked there)."""
     if not is_cuda(config.device) or not torch.cuda.is_available():
         return None
-    plan = plan_for(policy, config)
+    try:
+        plan = plan_for(policy, config)
+    except MemoryPlanError:
+        return None  # no config to plan from: the loader then says what is missing, in its own words
     if plan.fits is False:
         raise error(plan.refusal())
     return plan
