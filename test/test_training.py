@@ -390,3 +390,8 @@ def test_generation_killed_and_resumed_then_training_gives_a_head_the_policy_run
     (tmp_path / "head" / "backbone.json").write_text(json.dumps({**backbone, "latent_grid": [16, 16]}))
     with pytest.raises(CheckpointError, match="trained on 16x16 future latents"):
         load_models(SparseVideoNavConfig(action_head="dit", action_head_dir=str(tmp_path / "head")))
+    # the weights digest training recorded is compared too (the load above passed it: the same function)
+    assert backbone["weights"] == report["cache_spec"]["weights"]
+    (tmp_path / "head" / "backbone.json").write_text(json.dumps({**backbone, "weights": "0" * 24}))
+    with pytest.raises(CheckpointError, match=f"backbone weights 0{{24}} .*has weights digest {backbone['weights']}"):
+        load_models(SparseVideoNavConfig(action_head="dit", action_head_dir=str(tmp_path / "head")))

@@ -286,18 +286,10 @@ def _video_config(options: argparse.Namespace, accelerator):
 
 
 def _checkpoint_folders(config) -> list[Path]:
-    """The weight files the futures depend on (the checkpoint's own action head excluded: not used here)."""
-    from sparsevideonav_ros.policies.sparsevideonav.checkpoints import CheckpointError
-    from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import TINY
-    from sparsevideonav_ros.policies.sparsevideonav.models import tiny_checkpoint_dir
-    folder = tiny_checkpoint_dir() if config.checkpoint == TINY else Path(config.checkpoint).expanduser()
-    if not folder.is_dir():
-        raise CheckpointError(f"--checkpoint {folder} is not a folder")
-    parts = [p for p in sorted(folder.iterdir()) if p.name != "action_head"]
-    if config.wan_diffusers_dir:
-        wan = Path(config.wan_diffusers_dir).expanduser()
-        parts += [wan / name for name in ("text_encoder", "tokenizer", "vae") if (wan / name).exists()]
-    return parts
+    """The weight files the futures depend on (the checkpoint's own action head excluded: not used here); the
+    same list the head loader digests to check a head against its backbone (models.backbone_weight_parts)."""
+    from sparsevideonav_ros.policies.sparsevideonav.models import backbone_weight_parts
+    return backbone_weight_parts(config)
 
 
 def _cache_spec(config, labels: str) -> tuple[dict, dict]:

@@ -61,7 +61,8 @@ VAE_SPATIAL_STRIDE = 8
 TINY_VERSION = "tiny-v3"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Written next to a head by training (training/trainer.py): the backbone its futures came from (latent grid,
-# channels, text width, weights digest); checked against the backbone the head is loaded with.
+# channels, text width, weights digest); checked against the backbone the head is loaded with (the grid and
+# text width in SparseVideoNavModels, the weights digest in load_models: check_head_backbone_weights).
 HEAD_BACKBONE_FILE = "backbone.json"
 
 
@@ -299,10 +300,42 @@ def load_models(config: SparseVideoNavConfig) -> SparseVideoNavModels:
 
         plan = memory_plan.check_before_loading("sparsevideonav", config, PolicyError)
         models = _load_ours(folder, config) if (folder / LAYOUT_FILE).is_file() else _load_release(folder, config)
+        check_head_backbone_weights(models, config)
         models.memory_plan = plan
         return models
     raise CheckpointError(f"{folder} is neither our layout (expected {folder / LAYOUT_FILE}) nor the authors' "
                           f"release (expected {folder / 'svn_ckpt'}/)")
+
+
+def backbone_weight_parts(config: SparseVideoNavConfig) -> list[Path]:
+    """The files and folders the imagined futures depend on: the checkpoint folder's entries except its own
+    action head (not used to imagine), plus wan_diffusers_dir's text_encoder, tokenizer and vae. Training
+    digests them (training.future_cache.weights_digest) into the future cache key and backbone.json's
+    "weights"; check_head_backbone_weights digests them again when a head is loaded."""
+    folder = tiny_checkpoint_dir() if config.checkpoint == TINY else Path(config.checkpoint).expanduser()
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint {folder} is not a folder")
+    parts = [p for p in sorted(folder.iterdir()) if p.name != "action_head"]
+    if config.wan_diffusers_dir:
+        wan = Path(config.wan_diffusers_dir).expanduser()
+        parts += [wan / name for name in ("text_encoder", "tokenizer", "vae") if (wan / name).exists()]
+    return parts
+
+
+def check_head_backbone_weights(models: SparseVideoNavModels, config: SparseVideoNavConfig) -> None:
+    """A head whose backbone.json records the weights digest of the backbone it was trained on must be loaded
+    with that backbone (the same digest: file sizes and the first and last MiB of each weight file, ~2 MiB read
+    per file). CheckpointError naming both digests otherwise; heads without the record are not checked."""
+    recorded = (getattr(models.action_head, "trained_on", None) or {}).get("weights") if models.action_head else None
+    if not recorded:
+        return
+    from sparsevideonav_ros.training.future_cache import weights_digest
+    actual = weights_digest(backbone_weight_parts(config))
+    if actual != recorded:
+        raise CheckpointError(f"action head {models.action_head_source or ''} was trained on the futures of backbone "
+                              f"weights {recorded} ({HEAD_BACKBONE_FILE} \"weights\"), this backbone "
+                              f"({config.checkpoint}) has weights digest {actual}: a head trained for another model "
+                              f"set (retrain it on this checkpoint, or load the checkpoint it was trained with)")
 
 
 # -- tiny random models ---------------------------------------------------------------------------
