@@ -549,3 +549,30 @@ def test_export_overwrite_replaces_an_earlier_export(recorded_bag, tmp_path):
     assert export_lerobot.main([str(recorded_bag), "--out", str(out)]) == 2
     assert export_lerobot.main([str(recorded_bag), "--out", str(out), "--overwrite", "--camera", "Head Cam"]) == 0
     assert "observation.images.head_cam" in json.loads((out / "meta" / "info.json").read_text())["features"]
+
+
+def test_lerobot_overwrite_keeps_the_old_dataset_until_the_new_one_is_in_place(tmp_path, monkeypatch):
+    """A failure while writing the replacement (here: after every frame, writing meta/tasks.parquet) leaves
+    the old dataset as it was and no staging folder; a folder at <out>.partial that the writer did not make
+    is refused, not deleted; a successful overwrite leaves only the new dataset."""
+    out = lerobot_v3.write_dataset([memory_episode("old", 4)], tmp_path / "ds")
+    real = lerobot_v3._tasks_table
+
+    def broken(texts):
+        raise OSError("disk full")
+    monkeypatch.setattr(lerobot_v3, "_tasks_table", broken)
+    with pytest.raises(OSError, match="disk full"):
+        lerobot_v3.write_dataset([memory_episode("new", 6)], out, overwrite=True)
+    assert [e.episode_id for e in lerobot_v3.read_dataset(out)] == ["old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    monkeypatch.setattr(lerobot_v3, "_tasks_table", real)
+    (tmp_path / "ds.partial").mkdir()
+    (tmp_path / "ds.partial" / "notes.txt").write_text("mine")
+    with pytest.raises(EpisodeError, match="ds.partial exists and is not a staging folder"):
+        lerobot_v3.write_dataset([memory_episode("new", 6)], out, overwrite=True)
+    assert (tmp_path / "ds.partial" / "notes.txt").read_text() == "mine"
+    (tmp_path / "ds.partial" / "notes.txt").unlink()
+    (tmp_path / "ds.partial").rmdir()
+    lerobot_v3.write_dataset([memory_episode("new", 6)], out, overwrite=True)
+    assert [len(e) for e in lerobot_v3.read_dataset(out)] == [6]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]

@@ -389,10 +389,52 @@ def _tasks_table(texts: list[str]):
     return table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
 
 
-def _remove_dataset(out: Path) -> None:
+STAGING_MARKER = ".sparsevideonav-lerobot-staging"  # in a staging folder the writer made (and may delete)
+
+
+def _check_replaceable(out: Path) -> None:
     if not (out / "meta" / "info.json").is_file():
         raise EpisodeError(f"{out} is not empty and not a LeRobot dataset (no meta/info.json); not deleting it")
-    shutil.rmtree(out)
+
+
+def _ours_or_absent(path: Path, out: Path) -> None:
+    """A leftover staging folder of this writer (a killed write) may be removed; anything else there is refused."""
+    if path.exists() and not (path.is_dir() and (path / STAGING_MARKER).is_file()):
+        raise EpisodeError(f"{path} exists and is not a staging folder of this writer (no {STAGING_MARKER}); "
+                           f"move it away to write {out}")
+
+
+def _fresh_staging(path: Path, out: Path) -> Path:
+    """An empty staging folder at ``path`` holding the marker (a leftover one of ours is removed first)."""
+    _ours_or_absent(path, out)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / STAGING_MARKER).write_text(f"staging of {out}; removed when the write ends\n")
+    return path
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    """staging -> out. An existing dataset at out is moved aside (<out>.old) first and deleted only once the
+    new one is in place; a failure in between puts the old one back."""
+    (staging / STAGING_MARKER).unlink()
+    if out.exists() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        staging.rename(out)
+        return
+    aside = out.with_name(out.name + ".old")
+    _ours_or_absent(aside, out)
+    shutil.rmtree(aside, ignore_errors=True)
+    out.rename(aside)
+    try:
+        (aside / STAGING_MARKER).write_text(f"the dataset {out} replaced by a new write; removed after it\n")
+        staging.rename(out)
+    except BaseException:
+        (aside / STAGING_MARKER).unlink(missing_ok=True)
+        aside.rename(out)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_dataset(episodes: Sequence[Episode], out: str | Path, repo_id: str = "local/sparsevideonav",
@@ -403,13 +445,11 @@ def write_dataset(episodes: Sequence[Episode], out: str | Path, repo_id: str = "
     Every episode is validated first (poses or actions needed) and must have the frame size of the first.
     out must be missing or empty; overwrite=True replaces an existing LeRobot dataset (only one: a folder
     without meta/info.json is never deleted). progress(n) is called after every n frames written.
-    Returns out. Raises EpisodeError (nothing is left half-written at out: the dataset is written next to
-    it and moved into place at the end).
+    Returns out. Raises EpisodeError (nothing is left half-written at out: the dataset is written to
+    <out>.partial and swapped into place at the end; a dataset it replaces is deleted only after that, and
+    the staging folder is removed on any failure, Ctrl-C included).
     """
-    import pyarrow as pa
-
     from sparsevideonav_ros.datasets.episodes import validate_all
-    from sparsevideonav_ros.datasets.video import MP4_CODEC_NAME, Mp4Writer
 
     out = Path(out)
     if not episodes:
@@ -425,11 +465,24 @@ def write_dataset(episodes: Sequence[Episode], out: str | Path, repo_id: str = "
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise EpisodeError(f"{out} exists and is not empty; pass overwrite (--overwrite) to replace it")
     if out.exists() and any(out.iterdir()):
-        _remove_dataset(out)  # checks it is a dataset before deleting anything
-    staging = out.with_name(out.name + ".partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+        _check_replaceable(out)  # only a dataset is replaced (once the new one is written: _swap_into_place)
+        _ours_or_absent(out.with_name(out.name + ".old"), out)
+    staging = _fresh_staging(out.with_name(out.name + ".partial"), out)
+    try:
+        _write_staging(episodes, staging, width, height, repo_id, robot_type, camera_name, progress)
+        _swap_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # any failure: no .partial left, the old dataset untouched
+        raise
+    return out
+
+
+def _write_staging(episodes: Sequence[Episode], staging: Path, width: int, height: int, repo_id: str,
+                   robot_type: str, camera_name: str, progress: Optional[Callable[[int], None]]) -> None:
+    """The whole dataset into ``staging`` (write_dataset checked the episodes)."""
+    import pyarrow as pa
+
+    from sparsevideonav_ros.datasets.video import MP4_CODEC_NAME, Mp4Writer
 
     key = camera_key_for(camera_name or episodes[0].camera.name)
     texts: list[str] = []
@@ -533,7 +586,6 @@ def write_dataset(episodes: Sequence[Episode], out: str | Path, repo_id: str = "
     except BaseException:
         if writer is not None:
             writer.close()
-        shutil.rmtree(staging, ignore_errors=True)
         raise
 
     (staging / "meta" / "episodes" / "chunk-000").mkdir(parents=True, exist_ok=True)
@@ -608,10 +660,6 @@ def write_dataset(episodes: Sequence[Episode], out: str | Path, repo_id: str = "
         },
     }
     (staging / "meta" / "info.json").write_text(json.dumps(info, indent=4), encoding="utf-8")
-    if out.exists():
-        out.rmdir()  # empty (checked above)
-    staging.rename(out)
-    return out
 
 
 def _float_or_nan(value) -> float:
