@@ -80,7 +80,10 @@ def quantized_weight_bytes(out_features: int, in_features: int, quantization: st
 def _config(quantization: str, numel: int):
     if quantization == "int8":
         from torchao.quantization import Int8WeightOnlyConfig
-        return Int8WeightOnlyConfig()
+        # set_inductor_config False: torchao would otherwise change torch._inductor's process-wide settings.
+        return Int8WeightOnlyConfig(set_inductor_config=False)
+    # torchao 0.18 keeps its NF4 module transform under prototype/ (the NF4Tensor itself is in
+    # torchao.quantization): one reason the version is pinned exactly.
     from torchao.prototype._nf4tensor_api import NF4WeightOnlyConfig
     config = NF4WeightOnlyConfig()
     config.block_size = NF4_BLOCK_SIZE
