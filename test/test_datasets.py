@@ -576,3 +576,24 @@ def test_lerobot_overwrite_keeps_the_old_dataset_until_the_new_one_is_in_place(t
     lerobot_v3.write_dataset([memory_episode("new", 6)], out, overwrite=True)
     assert [len(e) for e in lerobot_v3.read_dataset(out)] == [6]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_export_interrupted_or_undecodable_is_one_line(recorded_bag, tmp_path, monkeypatch, capsys):
+    """Ctrl-C while exporting: exit 130, one line, nothing at --out; a video error: exit 2, one line."""
+    from sparsevideonav_ros.datasets.video import VideoError
+    from sparsevideonav_ros.tools import export_lerobot
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(lerobot_v3, "write_dataset", interrupted)
+    assert export_lerobot.main([str(recorded_bag), "--out", str(tmp_path / "out")]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"interrupted: nothing written to {tmp_path / 'out'}"
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+    def undecodable(*args, **kwargs):
+        raise VideoError("cannot encode mp4v")
+    monkeypatch.setattr(lerobot_v3, "write_dataset", undecodable)
+    assert export_lerobot.main([str(recorded_bag), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "error: cannot encode mp4v" and "Traceback" not in err

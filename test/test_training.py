@@ -159,6 +159,21 @@ def test_training_beats_predicting_the_mean_on_held_out_episodes(tmp_path):
         train_action_head([], val, tiny_head_config(), tmp_path / "empty", options)
 
 
+def test_resume_of_another_run_is_a_training_error(tmp_path):
+    """--resume with changed options (here the lr) is refused with a TrainingError (the command line's one
+    line, exit 2), not a traceback; the same options resume."""
+    from sparsevideonav_ros.training.trainer import TrainingError, TrainingOptions, train_action_head
+    train, val = synthetic_run(tmp_path)
+    options = TrainingOptions(batch_size=8, epochs=1000, max_steps=2, lr=2e-3, warmup_steps=0, checkpoint_every=2,
+                              log_with="none", validation_steps=2)
+    quiet = dict(log=lambda m: None)
+    assert train_action_head(train, val[:2], tiny_head_config(), tmp_path / "head", options, **quiet).step == 2
+    import dataclasses
+    with pytest.raises(TrainingError, match="--resume: the checkpoint was written for other data or options"):
+        train_action_head(train, val[:2], tiny_head_config(), tmp_path / "head", dataclasses.replace(options, lr=1e-3),
+                          resume=True, **quiet)
+
+
 def test_generation_ranks_split_the_episodes_and_give_the_single_process_futures(tmp_path):
     """Two ranks (run one after the other here) generate disjoint episode sets whose union is, bit for bit,
     what one process generates: the noise is seeded per plan, not per process."""
@@ -319,11 +334,23 @@ def test_expected_failures_are_one_line_and_exit_code_2(tmp_path, capsys, monkey
         "no checkpoint in": [data, "--out", tmp_path / "new", "--resume", *common],
         "is not a folder": [data, "--out", tmp_path / "new", *common[2:], "--checkpoint", tmp_path / "nothing"],
         "needs the episode's own actions": [data, "--out", tmp_path / "new", "--labels", "dataset", *common],
+        "--batch-size 3 must be a multiple of processes x accumulation steps (1 x 2)":
+            [data, "--out", tmp_path / "new", "--batch-size", "3", "--gradient-accumulation-steps", "2", *common],
     }
     for expected, argv in cases.items():
         code, captured = _main(argv, capsys)
         assert code == 2 and expected in captured.err and "Traceback" not in captured.err, (expected, captured)
         assert len(captured.err.strip().splitlines()) == 1
+    # a model set the memory plan refuses (PolicyError from load_models): one line too
+    from sparsevideonav_ros.policies.base import PolicyError
+
+    def refused(*args, **kwargs):
+        raise PolicyError("sparsevideonav: the model set needs 80.0 GiB, 24.0 GiB free")
+    monkeypatch.setattr(models, "load_models", refused)
+    code, captured = _main([data, "--out", tmp_path / "new", *common], capsys)
+    assert code == 2 and captured.err.strip() == ("train_action_head: error: sparsevideonav: the model set needs "
+                                                  "80.0 GiB, 24.0 GiB free"), captured.err
+    monkeypatch.setattr(models, "load_models", lambda *a, **k: pytest.fail("a model loaded before validation"))
     # bad input: a NaN pose, found before any model loads, naming the episode and the frame
     poses = (data / "ep001" / "poses.csv").read_text().splitlines()
     poses[6] = ",".join(poses[6].split(",")[:2] + ["nan", "0.0", "0.0"])

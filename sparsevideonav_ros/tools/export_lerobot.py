@@ -9,7 +9,8 @@ LeRobot v3 dataset) becomes one v3.0 dataset: 4 FPS video per camera, observatio
 and mount in the metadata (docs/datasets.md, "LeRobot v3"). Every episode is validated before anything
 is written. No ROS needed.
 
-Exit status: 0 written; 2 unusable input or output (one line on stderr, no traceback).
+Exit status: 0 written; 2 unusable input or output (one line on stderr, no traceback); 130 interrupted
+(Ctrl-C: nothing is left at --out, an earlier dataset there is kept).
 """
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from tqdm import tqdm
 
     from sparsevideonav_ros.datasets import lerobot_v3
+    from sparsevideonav_ros.datasets.video import VideoError
 
     out: Path = options.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not options.overwrite:
@@ -72,9 +74,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         with tqdm(total=total, unit="frame", desc="export", file=sys.stderr) as bar:
             lerobot_v3.write_dataset(episodes, out, repo_id=options.repo_id, robot_type=options.robot_type,
                                      camera_name=options.camera, overwrite=options.overwrite, progress=bar.update)
-    except (EpisodeError, ValueError, OSError) as error:
+    except (EpisodeError, VideoError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: nothing written to {out}", file=sys.stderr)
+        return 130
     print(f"{len(episodes)} episodes, {total} frames at 4 FPS -> {out.resolve()} (LeRobotDataset v3.0)")
     return 0
 

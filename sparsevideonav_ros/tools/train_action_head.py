@@ -124,7 +124,8 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
     from sparsevideonav_ros.training.future_cache import CacheError, FutureCache, episode_fingerprints
     from sparsevideonav_ros.training.labels import check_label_source
     from sparsevideonav_ros.training.samples import frames_needing_futures, missing_futures, training_samples
-    from sparsevideonav_ros.training.trainer import TrainingOptions, split_by_episode, train_action_head
+    from sparsevideonav_ros.training.trainer import (TrainingError, TrainingOptions, split_by_episode,
+                                                     train_action_head)
 
     try:
         training = TrainingOptions(
@@ -167,6 +168,10 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
                               log_with=None if options.log_with == "none" else options.log_with,
                               project_dir=str(out / "logs"))
     say = print if accelerator.is_main_process else (lambda message: None)
+    per_update = accelerator.num_processes * training.gradient_accumulation_steps
+    if not options.generate_only and training.batch_size % per_update:
+        raise UsageError(f"--batch-size {training.batch_size} must be a multiple of processes x accumulation steps "
+                         f"({accelerator.num_processes} x {training.gradient_accumulation_steps})")
     if accelerator.is_main_process and options.overwrite and out.exists() and not options.generate_only:
         _empty(out)
     accelerator.wait_for_everyone()
@@ -227,7 +232,7 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
     try:
         result = train_action_head(train, val, head_config, out, training, resume=options.resume, backbone=backbone,
                                    report_extra=report_extra, accelerator=accelerator, log=say)
-    except FileNotFoundError as error:  # --resume without a checkpoint
+    except (FileNotFoundError, TrainingError) as error:  # --resume without a checkpoint / of another run, ...
         raise UsageError(str(error)) from None
     if result.status == "interrupted":
         return 130
@@ -308,17 +313,27 @@ def _cache_spec(config, labels: str) -> tuple[dict, dict]:
 
 
 def _generate(config, episodes, cache, needed, backbone: dict, options, accelerator, fingerprints) -> None:
+    """Expected failures (a model that does not load or fit, an episode whose frame cannot be read while
+    imagining, a cache shard of other settings) become UsageError: one line, exit 2."""
+    from sparsevideonav_ros.configs import ConfigError
+    from sparsevideonav_ros.datasets.episodes import EpisodeError
+    from sparsevideonav_ros.policies.base import PolicyError
+    from sparsevideonav_ros.policies.sparsevideonav.checkpoints import CheckpointError
+    from sparsevideonav_ros.training.future_cache import CacheError
+    try:
+        _generate_futures(config, episodes, cache, needed, backbone, options, accelerator, fingerprints)
+    except (CheckpointError, PolicyError, EpisodeError, CacheError, ConfigError, ValueError) as error:
+        raise UsageError(str(error)) from None
+
+
+def _generate_futures(config, episodes, cache, needed, backbone: dict, options, accelerator, fingerprints) -> None:
     import torch
 
-    from sparsevideonav_ros.policies.sparsevideonav.checkpoints import CheckpointError
     from sparsevideonav_ros.policies.sparsevideonav.models import load_models
     from sparsevideonav_ros.policies.sparsevideonav.policy import SparseVideoNavPolicy
     from sparsevideonav_ros.policies.sparsevideonav.sampling import SPARSE_FUTURE_OFFSETS
     from sparsevideonav_ros.training.generation import generate_futures
-    try:
-        models = load_models(config)
-    except CheckpointError as error:
-        raise UsageError(str(error)) from None
+    models = load_models(config)
     grid = models.image_size // 8
     backbone.update({"text_dim": int(models.transformer.config.text_dim),
                      "latent_channels": int(models.transformer.config.out_channels),

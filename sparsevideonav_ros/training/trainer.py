@@ -48,6 +48,11 @@ CHECKPOINTS = "checkpoints"
 REPORT = "training_report.json"
 
 
+class TrainingError(ValueError):
+    """Expected refusals of a run (no samples, a batch that does not split, --resume of another run): the
+    command line reports them in one line (exit 2)."""
+
+
 @dataclass
 class TrainingOptions:
     """Hyper-parameters. Defaults: the paper's (batch 256, lr 5e-5, cosine), AdamW as usual for a DiT."""
@@ -149,8 +154,9 @@ class Progress:
 
     def load_state_dict(self, state: dict) -> None:
         if state["fingerprint"] != self.fingerprint:
-            raise ValueError("the checkpoint was written for other data or options (batch size, seed, samples): "
-                             "--resume continues the same run only")
+            raise TrainingError("--resume: the checkpoint was written for other data or options (batch size, seed, "
+                                "lr, samples, head architecture): --resume continues the same run only; start a "
+                                "new one in another --out (or --overwrite)")
         self.step, self.losses = int(state["step"]), list(state["losses"])
 
 
@@ -246,7 +252,7 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
 
     out = Path(out)
     if not train_samples:
-        raise ValueError("no training samples: episodes need >= 20 frames at 4 FPS (12 to plan + 8 labels)")
+        raise TrainingError("no training samples: episodes need >= 20 frames at 4 FPS (12 to plan + 8 labels)")
     if accelerator is None:
         mixed = options.mixed_precision
         if mixed == "auto":
@@ -265,7 +271,7 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
         batch = max(per_update, len(train_samples) // per_update * per_update)
         say(f"batch size {options.batch_size} > {len(train_samples)} training samples: using {batch}")
     if batch % per_update or batch > len(train_samples):
-        raise ValueError(f"global batch {batch} must be a multiple of processes x accumulation steps "
+        raise TrainingError(f"global batch {batch} must be a multiple of processes x accumulation steps "
                          f"({world} x {options.gradient_accumulation_steps}) and at most the {len(train_samples)} "
                          f"training samples")
     micro = batch // per_update
