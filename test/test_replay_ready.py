@@ -99,7 +99,7 @@ def test_the_player_waits_for_the_policy_then_plays_everything(short_bag, tmp_pa
     kinds = [kind for kind, _ in fake.events]
     assert "ready" in kinds and "frame" in kinds, output
     assert kinds.index("ready") < kinds.index("frame")  # no frame before the policy was ready
-    # /clock ran while it waited (sim-time nodes publish status), never backwards, and stayed before the bag
+    # /clock was held while it waited (on the bag's timeline, before its start), never went backwards
     reader = bags.open_bag(short_bag)
     bag_start = reader.start_time / 1e9
     reader.close()
@@ -121,11 +121,13 @@ def test_the_player_waits_for_the_policy_then_plays_everything(short_bag, tmp_pa
 def test_a_policy_that_never_gets_ready_is_waited_for_until_the_timeout(short_bag, tmp_path, ros_context):
     fake = FakePolicy()
     try:
-        code, output = run_player(short_bag, tmp_path, fake, ready_after_s=-1, timeout_s=1.5)
+        code, output = run_player(short_bag, tmp_path, fake, ready_after_s=-1, timeout_s=3.0)
     finally:
         fake.node.destroy_node()
     assert code == 0, output
-    assert "did not report ready within 1.5 s" in output and "policy/status state 'loading'" in output
+    # (on a loaded machine discovery may take longer than the wait: then no status was received at all)
+    assert "did not report ready within 3 s" in output, output
+    assert "policy/status state 'loading'" in output or "no policy/status received" in output, output
     summary = summary_of(output)
     assert summary["policy_ready"] is False
     assert summary["frames_played_before_policy_ready"] == summary["frames_played"] == 15

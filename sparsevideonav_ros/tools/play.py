@@ -12,9 +12,9 @@ the first message comes) to the last message; then the player exits 0.
 A bag that cannot be read, or that has none of the topics, exits 2 with the reason.
 
 --wait-for-ready /policy/status (what replay passes): before the delay, the player waits until the policy
-reports ready (its status state is past 'loading'), up to --ready-timeout seconds, publishing /clock all
-the while (counting up towards bag start - delay, so sim-time nodes run, publish status and the sim robot
-its odometry); after the timeout it plays anyway and says so. It watches the replayed graph (plans,
+reports ready (its status state is past 'loading'), up to --ready-timeout seconds, with /clock held at bag
+start - delay (policy_node publishes its status on a steady-clock timer); after the timeout it plays
+anyway and says so. It watches the replayed graph (plans,
 cmd_vel, odometry, status, like the demo's monitor) and, with --report-dir, writes
 <report-dir>/<date>-replay-<policy>/summary.json (the demo's summary plus the replay's: frames played,
 frames played before the policy was ready, seconds waited) and trajectory.png.
@@ -165,19 +165,18 @@ class BagPlayer:
         return total
 
     def wait_for_policy(self, stop: threading.Event) -> None:
-        """Block until the policy reports ready (or ready.timeout_s, or ``stop``), publishing /clock meanwhile:
-        it counts up at the playback rate from (bag start - delay - timeout), so it never passes the bag's
-        start while waiting, and jumps forward (never back) to bag start - delay when the delay begins."""
+        """Block until the policy reports ready (or ready.timeout_s, or ``stop``), holding /clock at bag start -
+        delay meanwhile: sim-time nodes wait on the bag's timeline (nothing before it), the policy's status
+        flows on its steady-clock timer, and the delay then counts the clock up from there to the bag start."""
         log = self.node.get_logger()
         timeout = self.ready.timeout_s
         started = time.monotonic()
-        base_ns = self.start_ns - int((self.delay_s + timeout) * self.rate * 1e9)
+        held_ns = self.start_ns - int(self.delay_s * self.rate * 1e9)
         log.info(f"waiting for the policy to report ready on {self.ready.topic} (up to {timeout:g} s)")
         while not stop.is_set() and not self.ready.is_ready():
-            waited = time.monotonic() - started
-            if waited >= timeout:
+            if time.monotonic() - started >= timeout:
                 break
-            self.publish_clock(base_ns + int(waited * self.rate * 1e9))
+            self.publish_clock(held_ns)
             stop.wait(min(self.clock_period_s or 0.05, 0.05))
         self.waited_s = time.monotonic() - started
         self.policy_ready_in_time = self.ready.is_ready()
