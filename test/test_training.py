@@ -358,6 +358,12 @@ def test_expected_failures_are_one_line_and_exit_code_2(tmp_path, capsys, monkey
     code, captured = _main([data, "--out", tmp_path / "new", *common], capsys)
     assert code == 2 and "ep001" in captured.err and "frame 5" in captured.err, captured.err
     assert (tmp_path / "full" / "notes.txt").read_text() == "mine"  # nothing was touched
+    # an unreadable frame (only decoding finds it: stamps, poses and instruction are fine)
+    corrupt = _write_folder_episodes(tmp_path / "corrupt", 1, frames=24, size=16)
+    next((corrupt / "ep000" / "frames").glob("000005.*")).write_bytes(b"not an image")
+    code, captured = _main([corrupt, "--out", tmp_path / "new", *common], capsys)
+    assert code == 2 and "'ep000'" in captured.err and "frame 5" in captured.err, captured.err
+    assert "Traceback" not in captured.err and captured.err.strip().splitlines()[-1].startswith("train_action_head")
 
 
 def test_generation_killed_and_resumed_then_training_gives_a_head_the_policy_runs(tmp_path):

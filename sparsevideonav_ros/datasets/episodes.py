@@ -181,8 +181,9 @@ class Episode:
             raise ValueError(f"needs must be 'motions' or 'frames', got {needs!r}")
         return self
 
-    def check_frames(self) -> None:
-        """Read every frame once: each must be (H, W, 3) uint8 of the camera's size. Raises EpisodeError."""
+    def check_frames(self, progress: Optional[Callable[[int], None]] = None) -> None:
+        """Read every frame once: each must be (H, W, 3) uint8 of the camera's size. Raises EpisodeError.
+        progress(1) after each frame (a progress bar)."""
         for i in range(len(self.frames)):
             try:
                 frame = self.frames[i]
@@ -193,6 +194,8 @@ class Episode:
                 got = getattr(frame, "shape", type(frame).__name__), getattr(frame, "dtype", "")
                 raise EpisodeError(f"{self.where(i)}: frame is {got}, expected ({self.camera.height}, "
                                    f"{self.camera.width}, 3) uint8 RGB")
+            if progress is not None:
+                progress(1)
 
 
 def validate_all(episodes: Sequence[Episode], needs: str = "motions", read_frames: bool = False) -> None:

@@ -5,8 +5,9 @@
 
 SOURCE: bags recorded with `record:=true`, plain episode folders (frames or a video + poses/actions +
 instruction, a handheld Osmo collection), LeRobot v3 datasets, or folders of them (sparsevideonav_ros.datasets).
-Every episode is validated first (missing frames, poses not covering the frames, NaN, empty instruction:
-an error naming the episode and the frame, before any model loads).
+Every episode is validated first (missing frames, poses not covering the frames, NaN, empty instruction,
+and every frame decoded once unless --no-check-frames: an error naming the episode and the frame, before
+any model loads).
 
 1. Futures: at each planning frame (every 4 frames after 12, 4 FPS) the frozen video model imagines the
    sparse future exactly as the policy does at run time; each one is generated once into a cache
@@ -61,6 +62,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                       help="odometry = what the robot did next; relabel = camera poses of the imagined frames "
                            "through the pose head (the paper's relabelling); dataset = the episodes' own actions")
     data.add_argument("--val-fraction", type=float, default=0.1, help="share of episodes held out for validation")
+    data.add_argument("--check-frames", action=argparse.BooleanOptionalAction, default=True,
+                      help="decode every frame once before any model loads, so that an unreadable frame is an "
+                           "error naming its episode and frame now, not hours into generation (default: on; "
+                           "--no-check-frames skips it on data checked before)")
     gen = parser.add_argument_group("future generation")
     gen.add_argument("--cache", type=Path, default=None,
                      help="future cache folder (default: $SPARSEVIDEONAV_CACHE or ~/.cache/sparsevideonav_ros, /futures)")
@@ -158,6 +163,8 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
         validate_all(episodes, needs="frames" if options.labels == "relabel" else "motions")
         for episode in episodes:
             check_label_source(episode, options.labels)
+        if options.check_frames:
+            _check_frames(episodes)
         fingerprints = episode_fingerprints(episodes)  # what the cache knows each episode by (3 frames read)
     except (EpisodeError, ValueError) as error:
         raise UsageError(str(error)) from None
@@ -238,6 +245,16 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
         return 130
     say(f"action head saved to {out.resolve()} (set sparsevideonav.action_head_dir to it)")
     return 0
+
+
+def _check_frames(episodes) -> None:
+    """Every frame decoded once (a tqdm bar when stderr is a terminal); EpisodeError naming the episode and
+    frame of a bad one."""
+    from tqdm.auto import tqdm
+    with tqdm(total=sum(len(e) for e in episodes), desc="checking frames", unit="frame", file=sys.stderr,
+              dynamic_ncols=True, leave=False, disable=None) as bar:
+        for episode in episodes:
+            episode.check_frames(progress=bar.update)
 
 
 def _check_out(out: Path, options: argparse.Namespace) -> None:
