@@ -159,6 +159,19 @@ def test_training_beats_predicting_the_mean_on_held_out_episodes(tmp_path):
         train_action_head([], val, tiny_head_config(), tmp_path / "empty", options)
 
 
+def test_the_validation_split_is_over_episodes_with_samples():
+    """Episodes without samples (too short to label, not cached) take no validation place: here the split
+    over all six ids would hold out exactly the three empty ones and validate nothing."""
+    from sparsevideonav_ros.training.samples import split_samples
+    from sparsevideonav_ros.training.trainer import TrainingSample
+    with_samples = ("ep000", "ep002", "ep003")
+    by_episode = {f"ep{i:03d}": [TrainingSample(None, np.zeros((8, 3)))] * (2 if f"ep{i:03d}" in with_samples else 0)
+                  for i in range(6)}
+    train_ids, val_ids, train, val = split_samples(by_episode, 0.34, seed=0)
+    assert val_ids and val_ids | train_ids == set(with_samples) and not val_ids & train_ids
+    assert len(val) == 2 * len(val_ids) and len(train) == 2 * len(train_ids)
+
+
 def test_resume_of_another_run_is_a_training_error(tmp_path):
     """--resume with changed options (here the lr) is refused with a TrainingError (the command line's one
     line, exit 2), not a traceback; the same options resume."""

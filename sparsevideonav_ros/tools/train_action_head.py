@@ -128,9 +128,9 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
     from sparsevideonav_ros.policies.sparsevideonav.checkpoints import CheckpointError
     from sparsevideonav_ros.training.future_cache import CacheError, FutureCache, episode_fingerprints
     from sparsevideonav_ros.training.labels import check_label_source
-    from sparsevideonav_ros.training.samples import frames_needing_futures, missing_futures, training_samples
-    from sparsevideonav_ros.training.trainer import (TrainingError, TrainingOptions, split_by_episode,
-                                                     train_action_head)
+    from sparsevideonav_ros.training.samples import (frames_needing_futures, missing_futures, split_samples,
+                                                     training_samples)
+    from sparsevideonav_ros.training.trainer import TrainingError, TrainingOptions, train_action_head
 
     try:
         training = TrainingOptions(
@@ -217,9 +217,7 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
     if summary.refused:
         say(f"{len(summary.refused)} samples left out: the pose head refused their imagined frames, e.g. "
             f"{summary.refused[0][2]}")
-    train_ids, val_ids = split_by_episode(list(by_episode), options.val_fraction, options.seed)
-    train = [s for i in sorted(train_ids) for s in by_episode[i]]
-    val = [s for i in sorted(val_ids) for s in by_episode[i]]
+    train_ids, val_ids, train, val = split_samples(by_episode, options.val_fraction, options.seed)
     if not train:
         raise UsageError(f"no training samples ({summary.to_dict()}): episodes need >= 20 frames at 4 FPS "
                          f"(12 before the first plan + 8 labelled motions)")

@@ -10,7 +10,7 @@ import numpy as np
 from sparsevideonav_ros.datasets.episodes import Episode
 from sparsevideonav_ros.training.future_cache import FutureCache, ShardReader, episode_fingerprints
 from sparsevideonav_ros.training.labels import ACTIONS, episode_labels, planning_frames
-from sparsevideonav_ros.training.trainer import TrainingSample
+from sparsevideonav_ros.training.trainer import TrainingSample, split_by_episode
 
 
 @dataclass
@@ -84,3 +84,14 @@ def training_samples(cache: FutureCache, episodes: Sequence[Episode], labels: st
             samples.append(TrainingSample(entry, actions))
             summary.samples += 1
     return out, summary
+
+
+def split_samples(by_episode: Mapping[str, Sequence[TrainingSample]], val_fraction: float, seed: int = 0
+                  ) -> tuple[set, set, list[TrainingSample], list[TrainingSample]]:
+    """(train ids, validation ids, train samples, validation samples), split by episode over the episodes
+    that have samples only (an episode too short to label, or not cached, would take a validation place and
+    validate nothing)."""
+    train_ids, val_ids = split_by_episode([i for i, samples in by_episode.items() if samples], val_fraction, seed)
+    train = [s for i in sorted(train_ids) for s in by_episode[i]]
+    val = [s for i in sorted(val_ids) for s in by_episode[i]]
+    return train_ids, val_ids, train, val
