@@ -167,3 +167,12 @@ def test_replay_refuses_unusable_bags_and_params_files_in_one_line(short_bag, tm
         assert result.returncode == 2, (arguments, result.stderr[-2000:])
         assert "Traceback" not in result.stderr and message in result.stderr, (arguments, result.stderr[-2000:])
         (line,) = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
+
+
+def test_a_node_that_refuses_its_configuration_ends_the_replay_with_exit_2(short_bag, tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text("/**/policy_node:\n  ros__parameters:\n    scripted:\n      no_such_parameter: 1\n")
+    result = launch_runner(f"bag:={short_bag}", f"params_file:={site}", f"replay_report_dir:={tmp_path / 'runs'}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "[FATAL]" in result.stderr and "no_such_parameter" in result.stderr, result.stderr[-3000:]
+    assert "policy_node refused its configuration (exit 2" in result.stderr

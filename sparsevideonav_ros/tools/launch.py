@@ -199,8 +199,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print("replay finished: the bag has been played; stopping the graph", file=sys.stderr)
                 break
             if exited:
-                print(f"node(s) exited: {exited}; stopping the graph", file=sys.stderr)
-                code = 1
+                refused = sorted(name for name, rc in exited.items() if rc == 2)
+                if refused:  # exit 2 = the node refused its configuration (its one FATAL line says why)
+                    print(f"{', '.join(refused)} refused its configuration (exit 2, see the FATAL line"
+                          f"{' in ' + str(options.log_dir) if options.log_dir else ' above'}); stopping the graph",
+                          file=sys.stderr)
+                    code = 2
+                else:
+                    print(f"node(s) exited: {exited}; stopping the graph", file=sys.stderr)
+                    code = 1
                 break
             time.sleep(0.1)
     finally:
