@@ -172,6 +172,25 @@ def test_the_validation_split_is_over_episodes_with_samples():
     assert len(val) == 2 * len(val_ids) and len(train) == 2 * len(train_ids)
 
 
+def test_validation_noise_is_per_sample_whatever_the_process_split(tmp_path):
+    """The validation actions of a sample do not depend on which rank samples it or in which chunk: the
+    two interleaved halves two processes sample give what one process gives."""
+    from sparsevideonav_ros.policies.sparsevideonav.action_head import SparseVideoNavActionHead
+    from sparsevideonav_ros.training.trainer import FutureDataset, TrainingOptions, sample_validation_actions
+    _, val = synthetic_run(tmp_path)
+    val = val[:6]
+    from sparsevideonav_ros.policies import random_init
+    head = random_init.randomize_(SparseVideoNavActionHead.from_head_config(tiny_head_config()), 0)  # noise matters
+    dataset = FutureDataset(val, max(s.entry.tokens for s in val))
+    options = TrainingOptions(validation_steps=2, seed=3)
+    one = sample_validation_actions(head, dataset, range(6), options, "cpu")
+    even, odd = (sample_validation_actions(head, dataset, range(r, 6, 2), options, "cpu", chunk_size=2) for r in (0, 1))
+    # up to float round-off of other batch shapes
+    torch.testing.assert_close(one[0::2], even, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(one[1::2], odd, atol=1e-5, rtol=1e-4)
+    assert (one[0] - one[1]).abs().max() > 1e-3  # the noise does matter
+
+
 def test_resume_of_another_run_is_a_training_error(tmp_path):
     """--resume with changed options (here the lr) is refused with a TrainingError (the command line's one
     line, exit 2), not a traceback; the same options resume."""

@@ -440,18 +440,8 @@ def validate(head: SparseVideoNavActionHead, samples: Sequence[TrainingSample], 
     share = math.ceil(len(samples) / world)
     predicted = torch.full((share, head.head_config.num_actions, head.head_config.action_dim), float("nan"),
                            device=device)
-    was_training = head.training
-    head.eval()
-    for start in range(0, len(indices), 64):
-        chunk = indices[start:start + 64]
-        inputs = collate([dataset[i] for i in chunk])
-        generator = torch.Generator().manual_seed(options.seed + chunk[0])
-        # float32 (no autocast): 24 numbers per sample through the DDIM steps, the head's own precision
-        actions = head.sample(inputs["future_latents"].to(device), inputs["text_embeds"].to(device),
-                              inputs["text_mask"].to(device), num_inference_steps=options.validation_steps,
-                              generator=generator)
-        predicted[start:start + len(chunk)] = actions.float()
-    head.train(was_training)
+    if indices:
+        predicted[:len(indices)] = sample_validation_actions(head, dataset, indices, options, device)
     gathered = accelerator.gather(predicted[None]).cpu().numpy()  # (world, share, 8, 3), rank-major
     order = [(r, k) for r in range(world) for k in range(len(range(r, len(samples), world)))]
     by_index = {r + k * world: gathered[r, k] for r, k in order}
@@ -460,6 +450,35 @@ def validate(head: SparseVideoNavActionHead, samples: Sequence[TrainingSample], 
     baseline = np.broadcast_to(train_actions.mean(axis=0), true.shape)
     return {"head": action_errors(prediction, true), "mean_baseline": action_errors(baseline, true),
             "ddim_steps": options.validation_steps}
+
+
+def validation_seed(seed: int, index: int) -> int:
+    """Seed of validation sample ``index``'s sampling noise: per sample, so the validation errors do not
+    depend on the number of processes (which rank samples it, in which chunk)."""
+    return int(hashlib.sha256(f"validation\0{seed}\0{index}".encode()).hexdigest()[:15], 16)
+
+
+@torch.no_grad()
+def sample_validation_actions(head: SparseVideoNavActionHead, dataset: "FutureDataset", indices: Sequence[int],
+                              options: TrainingOptions, device, chunk_size: int = 64) -> torch.Tensor:
+    """(len(indices), 8, 3) sampled actions of the dataset's samples ``indices`` (eval mode, DDIM
+    ``validation_steps``, noise seeded per sample: validation_seed)."""
+    was_training = head.training
+    head.eval()
+    out = []
+    try:
+        for start in range(0, len(indices), chunk_size):
+            chunk = list(indices[start:start + chunk_size])
+            inputs = collate([dataset[i] for i in chunk])
+            generators = [torch.Generator().manual_seed(validation_seed(options.seed, i)) for i in chunk]
+            # float32 (no autocast): 24 numbers per sample through the DDIM steps, the head's own precision
+            actions = head.sample(inputs["future_latents"].to(device), inputs["text_embeds"].to(device),
+                                  inputs["text_mask"].to(device), num_inference_steps=options.validation_steps,
+                                  generator=generators)
+            out.append(actions.float())
+    finally:
+        head.train(was_training)
+    return torch.cat(out)
 
 
 def _validation_scalars(validation: dict) -> dict:
