@@ -237,3 +237,25 @@ def test_sampling_builds_the_context_once_per_plan(tiny, monkeypatch):
     sampling.sample_sparse_future(tiny, latents[:, :, :2], text, history, steps=4,
                                   generator=torch.Generator().manual_seed(0))
     assert calls == [1]
+
+
+def test_attention_runs_through_pytorch_fused_sdpa(tiny, monkeypatch):
+    """Every attention of a step (self, text, history) goes to torch's scaled_dot_product_attention (diffusers'
+    native backend), which picks the flash / memory-efficient kernels on CUDA in bf16: no hand-written
+    attention, no flash-attn build."""
+    import torch.nn.functional as F
+    calls = []
+    original = F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(tuple((args[0] if args else kwargs["query"]).shape))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    latents, t, text, mask = inputs()
+    history = tiny.compress_history(torch.randn(1, 16, 3, 8, 8), None, text, mask)
+    context = tiny.plan_context(text, history)
+    calls.clear()
+    with torch.no_grad():
+        tiny(latents, t, text, history, context=context)
+    assert len(calls) == 3 * len(tiny.blocks), calls

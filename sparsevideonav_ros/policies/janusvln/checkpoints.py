@@ -115,14 +115,17 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     total_mb = sum(path.stat().st_size for path in files) / 1e6
     progress = Progress(f"janusvln: reading weights from {folder}", total=round(total_mb, 1), unit="MB", every_s=0.0)
     read_mb = 0.0
-    for path in files:
+    for index, path in enumerate(files):
         part = load_file(str(path))
         repeated = set(state) & set(part)
         if repeated:
             raise CheckpointError(f"{path} repeats keys already loaded: {sorted(repeated)[:5]}")
         state.update(part)
         read_mb += path.stat().st_size / 1e6
-        progress.update(round(read_mb, 1), note=f"{path.name}")
+        if index < len(files) - 1:  # the last one is the finish line
+            progress.update(round(read_mb, 1), note=f"{path.name}")
+        else:
+            progress.done = round(read_mb, 1)
     progress.finish(f"{len(files)} file(s)")
     return state
 
