@@ -229,6 +229,13 @@ def test_generation_ranks_split_the_episodes_and_give_the_single_process_futures
     assert sorted(a) == sorted(b)
     assert all(torch.equal(reader.row(a[k], "future_latents"), reader.row(b[k], "future_latents")) for k in a)
     assert generate_futures(policy, episodes, split, every, **quiet).generated == 0  # all cached: nothing again
+    # ep000 and ep001 see the same frames and instruction up to frame 11: their futures there differ all the
+    # same (noise seeded per episode and frame, not one draw for every plan)
+    at_11 = {k[0]: reader.row(v, "future_latents") for k, v in b.items() if k[1] == 11}
+    assert (at_11["ep000"].float() - at_11["ep001"].float()).abs().max() > 1e-3
+    policy.config.seed = -1
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        generate_futures(policy, episodes, FutureCache(tmp_path, {"random": 1}), every, **quiet)
 
 
 def _train(workdir: Path, out: Path, *extra: str, launcher: tuple = (), step_delay: float = 0.0,
@@ -366,6 +373,7 @@ def test_expected_failures_are_one_line_and_exit_code_2(tmp_path, capsys, monkey
         "no checkpoint in": [data, "--out", tmp_path / "new", "--resume", *common],
         "is not a folder": [data, "--out", tmp_path / "new", *common[2:], "--checkpoint", tmp_path / "nothing"],
         "needs the episode's own actions": [data, "--out", tmp_path / "new", "--labels", "dataset", *common],
+        "the seed must be >= 0": [data, "--out", tmp_path / "new", "--seed", "-1", *common],
         "--batch-size 3 must be a multiple of processes x accumulation steps (1 x 2)":
             [data, "--out", tmp_path / "new", "--batch-size", "3", "--gradient-accumulation-steps", "2", *common],
     }

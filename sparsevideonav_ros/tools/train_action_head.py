@@ -79,7 +79,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                           "float32 for umT5-xxl: with many processes per node consider cuda)")
     gen.add_argument("--sampler", default="unipc")
     gen.add_argument("--sampler-steps", type=int, default=4)
-    gen.add_argument("--seed", type=int, default=0, help="sampling noise seed of the futures and training seed")
+    gen.add_argument("--seed", type=int, default=0, help="sampling noise seed of the futures (per sample: with its "
+                                                         "episode and frame) and training seed; >= 0")
     pose = parser.add_argument_group("relabel (pose head)")
     pose.add_argument("--pose-estimator", default="opencv", help="opencv | da3")
     pose.add_argument("--da3-dir", default="", help="da3: local Depth Anything 3 folder")
@@ -141,6 +142,9 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
             validate_every=options.validate_every)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if options.seed < 0:
+        raise UsageError(f"--seed {options.seed}: cached futures are reproducible (each sample's noise is seeded by "
+                         f"the seed, its episode and frame), the seed must be >= 0")
     if options.shard_size < 1:
         raise UsageError(f"--shard-size must be >= 1, got {options.shard_size}")
     if not 0.0 <= options.val_fraction < 1.0:
@@ -316,7 +320,8 @@ def _cache_spec(config, labels: str) -> tuple[dict, dict]:
     """(spec the cache key digests, backbone facts known before loading)."""
     from sparsevideonav_ros.training.future_cache import weights_digest
     folders = _checkpoint_folders(config)
-    spec = {"weights": weights_digest(folders), "dtype": config.dtype, "sampler": config.sampler,
+    from sparsevideonav_ros.training.future_cache import CACHE_VERSION
+    spec = {"version": CACHE_VERSION, "weights": weights_digest(folders), "dtype": config.dtype, "sampler": config.sampler,
             "sampler_steps": config.sampler_steps, "seed": config.seed, "min_frames": config.min_frames,
             "plan_every_frames": config.plan_every_frames, "relabel": None}
     if labels == "relabel":

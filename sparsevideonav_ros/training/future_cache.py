@@ -44,7 +44,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 CACHE_FORMAT = "sparsevideonav-future-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: fingerprints with source and frames, noise seeded per sample
 MANIFEST = "manifest.json"
 SHARD_PATTERN = re.compile(r"^shard-r(\d+)-(\d+)\.safetensors$")
 _EDGE_BYTES = 1 << 20  # bytes read at each end of a weight file for its identity

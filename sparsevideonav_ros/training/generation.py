@@ -7,11 +7,14 @@ are observed (their history is needed) but not generated again. With ``--labels 
 instants are decoded (policy.imagined_frames) and labelled by the pose head, and both are cached.
 
 Processes (accelerate ranks) split the episodes into disjoint sets by frame count (assign_episodes, the
-same on every rank without communication); the policy seeds its sampling noise per plan
-(config.seed), so a sample's future does not depend on which process generated it or on a restart.
+same on every rank without communication). Each sample's sampling noise is seeded by (config.seed, episode
+id, frame) (future_seed; at run time the policy seeds every plan with config.seed alone), so a sample's
+future does not depend on which process generated it or on a restart, and two samples do not share one
+noise draw. A negative seed (random noise at run time) is refused: cached futures are reproducible.
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence
@@ -46,6 +49,21 @@ def assign_episodes(frame_counts: Sequence[int], world: int) -> list[list[int]]:
     return [sorted(indices) for indices in out]
 
 
+def future_seed(seed: int, episode_id: str, frame: int) -> int:
+    """Sampling seed of the future of (episode, planning frame) under ``seed`` (>= 0)."""
+    return int(hashlib.sha256(f"future\0{seed}\0{episode_id}\0{frame}".encode()).hexdigest()[:15], 16)
+
+
+def _imagine_seeded(policy, seed: int) -> torch.Tensor:
+    """policy.imagine() with its sampling generator seeded by ``seed`` for this one call (the policy's own
+    per-plan seeding, config.seed, is left as it is for run time)."""
+    policy._generator = lambda: torch.Generator(device="cpu").manual_seed(seed)
+    try:
+        return policy.imagine()
+    finally:
+        del policy._generator  # the class's method again
+
+
 def generate_futures(policy, episodes: Sequence[Episode], cache: FutureCache,
                      frames_to_generate: Callable[[Episode], list[int]], rank: int = 0, world: int = 1,
                      shard_size: int = 64, pose_head=None, progress: bool = True,
@@ -56,6 +74,8 @@ def generate_futures(policy, episodes: Sequence[Episode], cache: FutureCache,
     fingerprints: {episode_id: episode_fingerprint} when already computed (else computed here)."""
     if cache.relabel != (pose_head is not None):
         raise ValueError("a relabel cache needs the pose head, and only a relabel cache takes one")
+    if policy.config.seed < 0:
+        raise ValueError(f"seed {policy.config.seed}: cached futures are reproducible samples, the seed must be >= 0")
     index = cache.index()
     writer = cache.writer(rank, shard_size)
     mine = [episodes[i] for i in assign_episodes([len(e) for e in episodes], world)[rank]]
@@ -99,7 +119,7 @@ def _generate_episode(policy, episode: Episode, fingerprint: str, wanted: set[in
         if policy.history_length < policy.config.min_frames or not policy.plans_at(policy.history_length):
             raise ValueError(f"{episode.where(frame)}: not a planning frame of the policy (plans after "
                              f"{policy.config.min_frames} frames, every {policy.config.plan_every_frames})")
-        latents = policy.imagine()
+        latents = _imagine_seeded(policy, future_seed(policy.config.seed, episode.episode_id, frame))
         # kept in the model's dtype: what the head sees at run time (it casts the sampled latents to its own),
         # and half the disk of float32 in bf16
         future = latents[0, :, REFERENCE_LATENTS:].to(policy.models.transformer.dtype).cpu().contiguous()
