@@ -370,6 +370,7 @@ def test_expected_failures_are_one_line_and_exit_code_2(tmp_path, capsys, monkey
     (tmp_path / "full" / "notes.txt").write_text("mine")
     cases = {
         "is not empty: pass --overwrite": [data, "--out", tmp_path / "full", *common],
+        "holds no action head or training run": [data, "--out", tmp_path / "full", "--overwrite", *common],
         "no checkpoint in": [data, "--out", tmp_path / "new", "--resume", *common],
         "is not a folder": [data, "--out", tmp_path / "new", *common[2:], "--checkpoint", tmp_path / "nothing"],
         "needs the episode's own actions": [data, "--out", tmp_path / "new", "--labels", "dataset", *common],
@@ -436,6 +437,7 @@ def test_generation_killed_and_resumed_then_training_gives_a_head_the_policy_run
     done = len(list(cache_root.glob("*/shard-*.safetensors")))
     assert 3 <= done < total, done  # killed mid-generation
     (tmp_path / "head").mkdir(exist_ok=True)
+    (tmp_path / "head" / "training_report.json").write_text("{}")  # an earlier run: --overwrite may replace it
     (tmp_path / "head" / "old-run.txt").write_text("replaced by --overwrite")
     result = subprocess.run([*base, "--cache", str(cache_root), "--out", str(tmp_path / "head"), "--batch-size", "8",
                              "--max-steps", "6", "--lr", "1e-3", "--val-fraction", "0.3", "--overwrite"],
@@ -451,7 +453,7 @@ def test_generation_killed_and_resumed_then_training_gives_a_head_the_policy_run
     for key in index_a:
         assert torch.equal(reader.row(index_a[key], "future_latents"), reader.row(index_b[key], "future_latents"))
 
-    assert not (tmp_path / "head" / "old-run.txt").exists()
+    assert not (tmp_path / "head" / "old-run.txt").exists() and not (tmp_path / "head.overwritten").exists()
     report = json.loads((tmp_path / "head" / "training_report.json").read_text())
     assert report["data"]["episodes"] == 3 and report["steps"] == 6 and "train_action_head" in report["command"]
     assert report["data"]["validation_episodes"] == 1 and report["validation"]["head"]["samples"] >= 7

@@ -53,7 +53,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--wan-diffusers-dir", default="", help="release layout: diffusers Wan2.1 folder")
     parser.add_argument("--out", type=Path, default=None, help="folder for the trained action head (not needed with "
                                                                 "--generate-only)")
-    parser.add_argument("--overwrite", action="store_true", help="empty a non-empty --out first")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the head or run in --out (only a folder holding one: training_report.json, "
+                             "checkpoints/, backbone.json or a head's weights); it is moved aside when training "
+                             "starts and deleted once the new run finished")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     data = parser.add_argument_group("data")
     data.add_argument("--adapter", default="auto", help="dataset adapter for every source (default: detect)")
@@ -183,9 +186,6 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
     if not options.generate_only and training.batch_size % per_update:
         raise UsageError(f"--batch-size {training.batch_size} must be a multiple of processes x accumulation steps "
                          f"({accelerator.num_processes} x {training.gradient_accumulation_steps})")
-    if accelerator.is_main_process and options.overwrite and out.exists() and not options.generate_only:
-        _empty(out)
-    accelerator.wait_for_everyone()
 
     config = _video_config(options, accelerator)
     try:
@@ -238,13 +238,25 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
         "data": {"episodes": len(episodes), "train_episodes": len(train_ids), "validation_episodes": len(val_ids),
                  "frames": total_frames, "hours_at_4fps": round(total_frames / 4 / 3600, 4), **summary.to_dict()},
         "head_config": head_config.to_dict()}
+    # --overwrite: the old run goes aside only now (futures generated, data checked) and away once this one finished
+    replaced = _aside(out)
+    if accelerator.is_main_process and options.overwrite and _has_entries(out):
+        shutil.rmtree(replaced, ignore_errors=True)  # a leftover of an earlier --overwrite (checked: a run)
+        out.rename(replaced)
+    accelerator.wait_for_everyone()
     try:
         result = train_action_head(train, val, head_config, out, training, resume=options.resume, backbone=backbone,
                                    report_extra=report_extra, accelerator=accelerator, log=say)
     except (FileNotFoundError, TrainingError) as error:  # --resume without a checkpoint / of another run, ...
+        if replaced.exists():
+            say(f"the run --overwrite replaces is kept in {replaced}")
         raise UsageError(str(error)) from None
     if result.status == "interrupted":
+        if replaced.exists():
+            say(f"the run --overwrite replaces is kept in {replaced} (delete it once this one is done)")
         return 130
+    if accelerator.is_main_process and replaced.exists():
+        shutil.rmtree(replaced, ignore_errors=True)
     say(f"action head saved to {out.resolve()} (set sparsevideonav.action_head_dir to it)")
     return 0
 
@@ -267,13 +279,32 @@ def _check_out(out: Path, options: argparse.Namespace) -> None:
         return
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file")
-    if out.is_dir() and any(out.iterdir()) and not options.overwrite:
+    if _has_entries(out) and not options.overwrite:
         raise UsageError(f"--out {out} is not empty: pass --overwrite to replace it, or --resume to continue its run")
+    if _has_entries(out) and not _looks_like_run(out):
+        raise UsageError(f"--out {out} holds no action head or training run (no {', '.join(RUN_MARKERS)}): "
+                         f"--overwrite replaces only those; pick another --out")
+    aside = _aside(out)
+    if aside.exists() and not _looks_like_run(aside):
+        raise UsageError(f"{aside} exists and is not a run replaced by --overwrite: move it away")
 
 
-def _empty(out: Path) -> None:
-    for child in out.iterdir():
-        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+# what a folder this tool wrote holds (a trained head, a run's report/checkpoints): --overwrite replaces only those
+RUN_MARKERS = ("training_report.json", "checkpoints/", "backbone.json", "diffusion_pytorch_model.safetensors")
+
+
+def _has_entries(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _looks_like_run(folder: Path) -> bool:
+    return any((folder / name.rstrip("/")).is_dir() if name.endswith("/") else (folder / name).is_file()
+               for name in RUN_MARKERS)
+
+
+def _aside(out: Path) -> Path:
+    """Where --overwrite keeps the old run while the new one trains."""
+    return out.with_name(out.name + ".overwritten")
 
 
 def _require_tensorboard() -> None:
