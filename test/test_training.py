@@ -191,6 +191,29 @@ def test_validation_noise_is_per_sample_whatever_the_process_split(tmp_path):
     assert (one[0] - one[1]).abs().max() > 1e-3  # the noise does matter
 
 
+def test_the_cache_key_covers_the_text_encoder_and_refuses_da3_without_its_folder(tmp_path):
+    """umT5's device is part of the key (its embeddings differ by device in their last bits); relabelling with
+    da3 and no --da3-dir is an error, not a digest of the current directory."""
+    from sparsevideonav_ros.configs import ConfigError
+    from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import SparseVideoNavConfig
+    from sparsevideonav_ros.tools import train_action_head as tool
+    from sparsevideonav_ros.training.future_cache import cache_key
+    cpu, _ = tool._cache_spec(SparseVideoNavConfig(), "odometry")
+    cuda, _ = tool._cache_spec(SparseVideoNavConfig(text_encoder_device="cuda"), "odometry")
+    assert cache_key(cpu) != cache_key(cuda) and cpu["text_encoder"]["dtype"] == "float32"
+    with pytest.raises(ConfigError, match="--pose-estimator da3 needs --da3-dir"):
+        tool._cache_spec(SparseVideoNavConfig(pose_estimator="da3"), "relabel")
+    (tmp_path / "da3").mkdir()
+    (tmp_path / "da3" / "model.safetensors").write_bytes(b"weights")
+    relabel, _ = tool._cache_spec(SparseVideoNavConfig(pose_estimator="da3", da3_dir=str(tmp_path / "da3")), "relabel")
+    assert relabel["relabel"]["da3"]
+    # the per-episode K (relabelling reads it) is in the episode's fingerprint
+    from sparsevideonav_ros.datasets.episodes import CameraModel
+    plain, with_k = synthetic_episode(1, frames=12), synthetic_episode(1, frames=12)
+    with_k.camera = CameraModel(16, 16, camera_matrix=np.array([[12.0, 0, 8], [0, 12.0, 8], [0, 0, 1]]))
+    assert episode_fingerprint(plain) != episode_fingerprint(with_k)
+
+
 def test_resume_of_another_run_is_a_training_error(tmp_path):
     """--resume with changed options (here the lr) is refused with a TrainingError (the command line's one
     line, exit 2), not a traceback; the same options resume."""

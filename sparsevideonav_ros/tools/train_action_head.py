@@ -348,18 +348,33 @@ def _checkpoint_folders(config) -> list[Path]:
 
 
 def _cache_spec(config, labels: str) -> tuple[dict, dict]:
-    """(spec the cache key digests, backbone facts known before loading)."""
-    from sparsevideonav_ros.training.future_cache import weights_digest
+    """(spec the cache key digests, backbone facts known before loading).
+
+    Besides the weights, sampler, seed and model dtype: where umT5 encodes and in which precision (float32
+    here; the instruction embeddings differ by device and dtype in their last bits), and for relabelling the
+    pose head's settings and weights. Each episode's camera intrinsics are in its fingerprint (per sample)."""
+    import torch
+
+    from sparsevideonav_ros.configs import ConfigError
+    from sparsevideonav_ros.training.future_cache import CACHE_VERSION, weights_digest
     folders = _checkpoint_folders(config)
-    from sparsevideonav_ros.training.future_cache import CACHE_VERSION
-    spec = {"version": CACHE_VERSION, "weights": weights_digest(folders), "dtype": config.dtype, "sampler": config.sampler,
-            "sampler_steps": config.sampler_steps, "seed": config.seed, "min_frames": config.min_frames,
-            "plan_every_frames": config.plan_every_frames, "relabel": None}
+    spec = {"version": CACHE_VERSION, "weights": weights_digest(folders), "dtype": config.dtype,
+            "sampler": config.sampler, "sampler_steps": config.sampler_steps, "seed": config.seed,
+            "min_frames": config.min_frames, "plan_every_frames": config.plan_every_frames,
+            "text_encoder": {"device": torch.device(config.text_encoder_device).type, "dtype": "float32",
+                             "offload": bool(config.text_encoder_offload)},
+            "relabel": None}
     if labels == "relabel":
+        da3 = ""
+        if config.pose_estimator == "da3":
+            folder = Path(config.da3_dir).expanduser() if config.da3_dir else None
+            if folder is None or not folder.exists():
+                raise ConfigError(f"--pose-estimator da3 needs --da3-dir, a local Depth Anything 3 folder "
+                                  f"({'not set' if folder is None else f'{folder} does not exist'})")
+            da3 = weights_digest([folder])
         spec["relabel"] = {"pose_estimator": config.pose_estimator, "camera_mount": config.camera_mount,
                            "horizontal_fov_deg": config.horizontal_fov_deg,
-                           "pose_future_instants": config.pose_future_instants,
-                           "da3": weights_digest([Path(config.da3_dir)]) if config.pose_estimator == "da3" else ""}
+                           "pose_future_instants": config.pose_future_instants, "da3": da3}
     return spec, {"checkpoint": config.checkpoint, "weights": spec["weights"]}
 
 
