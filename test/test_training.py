@@ -64,7 +64,10 @@ def test_cache_shards_are_renamed_into_place_and_indexed(tmp_path):
     assert [p.name for p in cache.shards()] == ["shard-r0-000000.safetensors", "shard-r0-000001.safetensors",
                                                 "shard-r0-000002.safetensors"]  # 8 samples, 3 per shard
     (cache.folder / "shard-r0-000003.safetensors.tmp").write_bytes(b"torn")  # a killed write
+    (cache.folder / "shard-r1-000000.safetensors").write_bytes(b"a disk fault")  # skipped and reported
     index = cache.index()
+    assert [p.name for p, _ in cache.skipped] == ["shard-r1-000000.safetensors"]
+    (cache.folder / "shard-r1-000000.safetensors").unlink()
     assert sorted(index) == sorted((e.episode_id, t, episode_fingerprint(e)) for e in episodes for t in planning_frames(24))
     writer = cache.writer(rank=0, shard_size=1)
     assert writer.next_number == 3 and not list(cache.folder.glob("*.tmp"))  # the rank's stray .tmp is gone
@@ -224,9 +227,13 @@ def test_resume_of_another_run_is_a_training_error(tmp_path):
     quiet = dict(log=lambda m: None)
     assert train_action_head(train, val[:2], tiny_head_config(), tmp_path / "head", options, **quiet).step == 2
     import dataclasses
+    # how often it validates is not what it trains: resumable with another --validate-every
+    resumed = train_action_head(train, val[:2], tiny_head_config(), tmp_path / "head",
+                                dataclasses.replace(options, validate_every=1), resume=True, **quiet)
+    assert resumed.step == 2 and resumed.status == "finished"
     with pytest.raises(TrainingError, match="--resume: the checkpoint was written for other data or options"):
-        train_action_head(train, val[:2], tiny_head_config(), tmp_path / "head", dataclasses.replace(options, lr=1e-3),
-                          resume=True, **quiet)
+        train_action_head(train, val[:2], tiny_head_config(), tmp_path / "head",
+                          dataclasses.replace(options, lr=1e-3), resume=True, **quiet)
 
 
 def test_generation_ranks_split_the_episodes_and_give_the_single_process_futures(tmp_path):

@@ -24,9 +24,11 @@ Tensors of a shard (safetensors, n samples):
     decoded_frames     (n, 1 + k, S, S, 3) uint8, relabel caches only: decoded T and the k imagined instants
 and its metadata ``samples``: a JSON list of [episode_id, frame, fingerprint, text digest, tokens, refusal].
 
-Crash safety: a shard is written to ``<name>.tmp`` and renamed (os.replace is atomic on one file system),
-so a killed run leaves complete shards and at most a stray .tmp (removed by the next writer of that rank);
-a restarted run indexes the complete shards and generates only what is missing.
+Crash safety: a shard is written to ``<name>.tmp``, fsynced and renamed (os.replace is atomic on one file
+system), so a killed run leaves complete shards and at most a stray .tmp (removed by the next writer of that
+rank); a restarted run indexes the complete shards and generates only what is missing. A shard that cannot
+be read all the same (a disk fault) is skipped with a line on stderr (``FutureCache.skipped``): its samples
+count as missing and are generated again.
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ import hashlib
 import json
 import os
 import re
+import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
@@ -165,6 +169,7 @@ class FutureCache:
     root: Path
     spec: dict
     folder: Path = field(init=False)
+    skipped: list = field(init=False, default_factory=list)  # (shard, why) unreadable shards index() left out
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).expanduser()
@@ -190,7 +195,8 @@ class FutureCache:
                 return
         content = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "key": self.folder.name, "spec": self.spec,
                    "backbone": backbone if backbone is not None else (found or {}).get("backbone")}
-        temporary = manifest.with_name(f"{MANIFEST}.{os.getpid()}.tmp")
+        # host and pid: processes of several nodes may share the cache folder (a network file system)
+        temporary = manifest.with_name(f"{MANIFEST}.{socket.gethostname()}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(content, indent=2, sort_keys=True))
         os.replace(temporary, manifest)
 
@@ -208,12 +214,17 @@ class FutureCache:
         """(episode_id, frame, episode fingerprint) -> Entry for every complete shard (headers only: no tensor is
         read). Keyed by the fingerprint too: an edited episode's regenerated future sits next to the old one's."""
         out: dict[tuple[str, int, str], Entry] = {}
+        self.skipped = []
         for shard in self.shards():
             try:
                 with safe_open(str(shard), framework="pt") as handle:
                     records = json.loads(handle.metadata()["samples"])
-            except Exception as error:  # a shard renamed into place is complete; anything else is foreign
-                raise CacheError(f"cannot read cache shard {shard}: {type(error).__name__}: {error}") from error
+            except Exception as error:  # a shard renamed into place is complete (fsynced): a disk fault, a foreign file
+                why = f"{type(error).__name__}: {error}"
+                self.skipped.append((shard, why))
+                sys.stderr.write(f"future cache: skipping unreadable shard {shard} ({why}); its samples are "
+                                 f"generated again\n")
+                continue
             for row, (episode_id, frame, fingerprint, digest, tokens, refusal) in enumerate(records):
                 # two ranks never write the same sample; a repeated one (an old run's) keeps the first shard
                 out.setdefault((episode_id, int(frame), fingerprint),
@@ -261,6 +272,8 @@ class ShardWriter:
         final = self.cache.folder / name
         temporary = final.with_name(name + ".tmp")
         save_file(tensors, str(temporary), metadata={"samples": json.dumps(records), "key": self.cache.folder.name})
+        with open(temporary, "rb") as handle:  # on disk before the rename: a crash never leaves a torn shard
+            os.fsync(handle.fileno())
         os.replace(temporary, final)
         self.next_number += 1
         self.written += len(samples)

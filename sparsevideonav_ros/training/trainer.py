@@ -220,7 +220,8 @@ def _fingerprint(samples: Sequence[TrainingSample], options: TrainingOptions, he
         digest.update(f"{sample.entry.episode_id}\0{sample.entry.frame}\0{sample.entry.fingerprint}\0".encode())
         digest.update(np.ascontiguousarray(sample.actions, dtype=np.float64).tobytes())
     resumable = {k: v for k, v in dataclasses.asdict(options).items()
-                 if k not in ("checkpoint_every", "keep_checkpoints", "log_every", "log_with", "num_workers")}
+                 if k not in ("checkpoint_every", "keep_checkpoints", "log_every", "log_with", "num_workers",
+                              "validate_every")}  # how often to report, not what is trained
     digest.update(json.dumps([resumable, head_config.to_dict()], sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
