@@ -210,6 +210,11 @@ def test_the_cache_key_covers_the_text_encoder_and_refuses_da3_without_its_folde
     (tmp_path / "da3" / "model.safetensors").write_bytes(b"weights")
     relabel, _ = tool._cache_spec(SparseVideoNavConfig(pose_estimator="da3", da3_dir=str(tmp_path / "da3")), "relabel")
     assert relabel["relabel"]["da3"]
+    # a Hub download's .cache (locks, metadata) changes without the weights: not part of the digest
+    from sparsevideonav_ros.training.future_cache import weights_digest
+    (tmp_path / "da3" / ".cache").mkdir()
+    (tmp_path / "da3" / ".cache" / "model.safetensors.lock").write_text("")
+    assert weights_digest([tmp_path / "da3"]) == relabel["relabel"]["da3"]
     # the per-episode K (relabelling reads it) is in the episode's fingerprint
     from sparsevideonav_ros.datasets.episodes import CameraModel
     plain, with_k = synthetic_episode(1, frames=12), synthetic_episode(1, frames=12)

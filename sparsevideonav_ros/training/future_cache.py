@@ -63,11 +63,14 @@ class CacheError(ValueError):
 def weights_digest(folders: Iterable[Path]) -> str:
     """Digest of the weight files under ``folders``: relative path, size, first and last MiB of each file.
 
-    Cheap on multi-GB checkpoints (2 MiB read per file) and independent of mtimes (a copy keeps it)."""
+    Cheap on multi-GB checkpoints (2 MiB read per file) and independent of mtimes (a copy keeps it). Hidden
+    files and folders (.git, .cache of a Hub download) are left out: they change without the weights."""
     digest = hashlib.sha256()
     for folder in folders:
         folder = Path(folder).expanduser()
-        files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+        files = [folder] if folder.is_file() else sorted(
+            p for p in folder.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
         for path in files:
             size = path.stat().st_size
             digest.update(f"{path.relative_to(folder) if path != folder else path.name}\0{size}\0".encode())

@@ -309,14 +309,15 @@ def load_models(config: SparseVideoNavConfig) -> SparseVideoNavModels:
 
 def backbone_weight_parts(config: SparseVideoNavConfig) -> list[Path]:
     """The files and folders the imagined futures depend on: the checkpoint folder's entries except its own
-    action head (not used to imagine), plus wan_diffusers_dir's text_encoder, tokenizer and vae. Training
+    action head (not used to imagine) and hidden entries (.git, .cache: they change without the weights), plus,
+    for the release layout, wan_diffusers_dir's text_encoder, tokenizer and vae. Training
     digests them (training.future_cache.weights_digest) into the future cache key and backbone.json's
     "weights"; check_head_backbone_weights digests them again when a head is loaded."""
     folder = tiny_checkpoint_dir() if config.checkpoint == TINY else Path(config.checkpoint).expanduser()
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint {folder} is not a folder")
-    parts = [p for p in sorted(folder.iterdir()) if p.name != "action_head"]
-    if config.wan_diffusers_dir:
+    parts = [p for p in sorted(folder.iterdir()) if p.name != "action_head" and not p.name.startswith(".")]
+    if config.wan_diffusers_dir and (folder / "svn_ckpt").is_dir():  # only the release layout reads it
         wan = Path(config.wan_diffusers_dir).expanduser()
         parts += [wan / name for name in ("text_encoder", "tokenizer", "vae") if (wan / name).exists()]
     return parts
