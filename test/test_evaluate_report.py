@@ -319,3 +319,20 @@ def test_demo_trajectory_png_of_a_straight_run(tmp_path):
     assert len(rows) >= 2 and len(cols) >= 2, (rows, cols)
     height, width = rows.max() - rows.min(), cols.max() - cols.min()
     assert height == pytest.approx(width, rel=0.05), (height, width)
+
+
+def test_plans_png_draws_the_recorded_plans_of_the_evaluated_frames(tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    saved = {}
+    monkeypatch.setattr(plt.Figure, "savefig", lambda fig, path, **kw: saved.update(fig=fig))
+    steps = [step(0, T0, [[1.0, 0.2, 0.0]]), step(1, T0 + 0.25, [[1.0, 0.2, 0.0]])]
+    episode = evaluate.Episode(kind="bag", path="", recorded_plans=[(T0, np.array([[1.0, -0.3, 0.0]])),
+                                                                      (T0 + 9.0, np.array([[2.0, 0.0, 0.0]]))])
+    evaluate.plot_plans(steps, episode, tmp_path / "plans.png", "test")
+    (ax,) = saved["fig"].axes
+    recorded = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(recorded) == 1  # the plan of an evaluated frame, not the one at +9 s
+    assert list(recorded[0].get_xdata()) == [0.0, 0.3] and list(recorded[0].get_ydata()) == [0.0, 1.0]

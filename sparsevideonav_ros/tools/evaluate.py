@@ -702,6 +702,13 @@ def plot_plans(steps: list[Step], episode: Episode, path: Path, policy_name: str
         draw_odometry(ax, np.array([pose for _, pose in episode.odometry]), "recorded odometry",
                       "Plans vs recorded trajectory")
     ax = axes[-1]
+    # the recorded plans of the evaluated frames, under the evaluated ones: both in the robot frame
+    evaluated_keys = {stamp_key(s.stamp) for s in steps}
+    recorded = [w for stamp, w in episode.recorded_plans if len(w) and stamp_key(stamp) in evaluated_keys]
+    for i, waypoints in enumerate(recorded):
+        chain = np.vstack([np.zeros(3), waypoints])
+        ax.plot(-chain[:, 1], chain[:, 0], "--", color="tab:cyan", alpha=0.5, lw=1.5,
+                label="recorded plans (same frames)" if i == 0 else None)
     colours = plt.cm.viridis(np.linspace(0, 1, max(1, len(steps))))
     for step, colour in zip(steps, colours):
         if len(step.waypoints):
