@@ -442,6 +442,25 @@ def test_expected_failures_are_one_line_and_exit_code_2(tmp_path, capsys, monkey
     assert "Traceback" not in captured.err and captured.err.strip().splitlines()[-1].startswith("train_action_head")
 
 
+def test_overwrite_keeps_the_old_run_until_the_new_one_trains(tmp_path, capsys, monkeypatch):
+    """--overwrite moves the old run aside only when training starts (futures generated): a run that fails
+    to start training puts it back as it was."""
+    from sparsevideonav_ros.training import trainer
+
+    def refused(*args, **kwargs):
+        assert not (tmp_path / "head").exists() and (tmp_path / "head.overwritten" / "training_report.json").is_file()
+        raise trainer.TrainingError("refused for the test")
+    monkeypatch.setattr(trainer, "train_action_head", refused)
+    data = _write_folder_episodes(tmp_path / "data", 1, frames=24)
+    (tmp_path / "head").mkdir()
+    (tmp_path / "head" / "training_report.json").write_text('{"old": true}')
+    code, captured = _main([data, "--out", tmp_path / "head", "--overwrite", "--checkpoint", "tiny", "--cache",
+                            tmp_path / "cache", "--log-with", "none", "--sampler-steps", "1"], capsys)
+    assert code == 2 and captured.err.strip().splitlines()[-1] == "train_action_head: error: refused for the test"
+    assert json.loads((tmp_path / "head" / "training_report.json").read_text()) == {"old": True}
+    assert not (tmp_path / "head.overwritten").exists()
+
+
 def test_generation_killed_and_resumed_then_training_gives_a_head_the_policy_runs(tmp_path):
     """The command line on episode folders with the tiny model: SIGKILL mid-generation leaves whole shards
     only; the rerun generates just the missing futures (the same bytes as an uninterrupted cache), trains,

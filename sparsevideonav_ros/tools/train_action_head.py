@@ -248,8 +248,9 @@ def run(options: argparse.Namespace, argv: Optional[list[str]]) -> int:
         result = train_action_head(train, val, head_config, out, training, resume=options.resume, backbone=backbone,
                                    report_extra=report_extra, accelerator=accelerator, log=say)
     except (FileNotFoundError, TrainingError) as error:  # --resume without a checkpoint / of another run, ...
-        if replaced.exists():
-            say(f"the run --overwrite replaces is kept in {replaced}")
+        if accelerator.is_main_process and replaced.exists() and not _has_entries(out):
+            shutil.rmtree(out, ignore_errors=True)  # nothing of the new run: the old one goes back
+            replaced.rename(out)
         raise UsageError(str(error)) from None
     if result.status == "interrupted":
         if replaced.exists():
