@@ -191,8 +191,25 @@ def recorder_actions(launch_name: str, values: dict[str, str]) -> list:
                            output="screen", on_exit=exit_handler(recording.node))]
 
 
+def gated_player_command(playback: stack.PlaybackSpec, ros_distro: str = "") -> list[str]:
+    """`ros2 bag play` behind tools/play.py --then-run: the player waits for the policy to report ready
+    (holding /clock, as the runner's rosbags player does), then runs `ros2 bag play`, and writes the
+    replay summary when it ends."""
+    gate = [sys.executable, "-m", playback.module, playback.bag, "--clock", f"{playback.clock_hz:g}",
+            "--rate", f"{playback.rate:g}", "--delay", f"{playback.delay_s:g}",
+            "--start-offset", f"{playback.start_offset_s:.6f}"]
+    if playback.ready_topic:
+        gate += ["--wait-for-ready", playback.ready_topic, "--ready-timeout", f"{playback.ready_timeout_s:g}"]
+    if playback.report_dir:
+        gate += ["--report-dir", playback.report_dir, "--policy", playback.policy]
+    if not playback.ready_topic:
+        return playback.ros2_command(ros_distro)
+    return gate + ["--then-run", *playback.ros2_command(ros_distro)]
+
+
 def player_actions(launch_name: str, values: dict[str, str]) -> list:
-    """`ros2 bag play --clock` of a replay, from the same launch_plan.plan_playback as the runner's rosbags player.
+    """`ros2 bag play --clock` of a replay, from the same launch_plan.plan_playback as the runner's rosbags player,
+    started once the policy reports ready (gated_player_command).
 
     The replay ends when the bag has been played (as in the runner).
     """
@@ -202,7 +219,7 @@ def player_actions(launch_name: str, values: dict[str, str]) -> list:
     if playback is None:
         return []
     require_ros2_bag(bag_storage(playback.bag), "a replay")
-    return [ExecuteProcess(cmd=playback.ros2_command(os.environ.get("ROS_DISTRO", "")), name=playback.node,
+    return [ExecuteProcess(cmd=gated_player_command(playback, os.environ.get("ROS_DISTRO", "")), name=playback.node,
                            output="screen",
                            on_exit=exit_handler(playback.node, "replay finished: the bag has been played"))]
 

@@ -239,15 +239,13 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {a.name: a for a in (
     LaunchArgument("bag", "", "Bag to replay (rosbag2 folder or .mcap file): camera frames, camera_info and "
                    "instruction at their recorded times, with /clock.", only_in=("replay",)),
     LaunchArgument("replay_rate", "1.0", "Playback speed factor (1.0 = as recorded).", only_in=("replay",)),
-    LaunchArgument("replay_delay", "3.0", "Seconds before playback starts. The pip-only runner's player first "
-                   "waits for the policy to report ready (replay_ready_timeout), then this long; under ros2 launch "
-                   "(ros2 bag play) it is the whole wait: raise it for slow-loading policies.", only_in=("replay",)),
-    LaunchArgument("replay_ready_timeout", "300.0", "Seconds the pip-only runner's player waits for policy/status "
-                   "to leave 'loading' before it plays anyway (the replay summary counts the frames played before "
-                   "the policy was ready).", only_in=("replay",)),
-    LaunchArgument("replay_report_dir", "runs", "Folder for the replay summary written by the pip-only runner's "
-                   "player: <date>-replay-<policy>/summary.json, like the demo's run folder; empty: none.",
-                   only_in=("replay",)),
+    LaunchArgument("replay_delay", "3.0", "Seconds between the policy reporting ready (replay_ready_timeout) "
+                   "and the start of playback.", only_in=("replay",)),
+    LaunchArgument("replay_ready_timeout", "300.0", "Seconds the player (tools/play.py; under ros2 launch in front "
+                   "of ros2 bag play) waits for policy/status to leave 'loading' before it plays anyway (the replay "
+                   "summary counts the frames played before the policy was ready).", only_in=("replay",)),
+    LaunchArgument("replay_report_dir", "runs", "Folder for the replay summary: <date>-replay-<policy>/summary.json "
+                   "and trajectory.png, like the demo's run folder; empty: none.", only_in=("replay",)),
     LaunchArgument("replay_start", "aligned", "Where playback starts: aligned = at the frame of the first recorded "
                    "plan, with the replayed policy's 4 FPS grid where the recorded one was (it samples the same "
                    "frames); or seconds into the bag.", only_in=("replay",)),

@@ -339,7 +339,12 @@ def test_replay_plays_the_same_bag_in_launch_file_and_runner(fake_launch, small_
         topics = [f"{namespace}/camera/image_raw/compressed", f"{namespace}/camera/camera_info",
                   f"{namespace}/instruction"]
 
-        parsed = parse_bag_command(launched.cmd, "play")
+        # ros2 bag play starts behind tools/play.py --then-run, which waits for the policy to report ready
+        gate = parse_tool_command(launched.cmd[:launched.cmd.index("--then-run")] + ["--ros-args"],
+                                  "sparsevideonav_ros.tools.play")
+        assert gate["--wait-for-ready"] == f"{namespace}/policy/status" and float(gate["--delay"]) == delay
+        assert gate["positional"] == [str(small_bag.resolve())]
+        parsed = parse_bag_command(launched.cmd[launched.cmd.index("--then-run") + 1:], "play")
         assert parsed["positional"] == [str(small_bag.resolve())] and parsed["topics"] == topics
         assert float(parsed["--clock"]) == 100.0 and float(parsed["--rate"]) == rate
         assert "--disable-keyboard-controls" in parsed["flags"]

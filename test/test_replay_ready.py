@@ -176,3 +176,51 @@ def test_a_node_that_refuses_its_configuration_ends_the_replay_with_exit_2(short
     assert result.returncode == 2, result.stderr[-3000:]
     assert "[FATAL]" in result.stderr and "no_such_parameter" in result.stderr, result.stderr[-3000:]
     assert "policy_node refused its configuration (exit 2" in result.stderr
+
+
+def test_under_ros2_launch_ros2_bag_play_starts_once_the_policy_is_ready(short_bag, tmp_path, ros_context):
+    """replay.launch.py runs `ros2 bag play` behind tools/play.py --then-run: here a stand-in command that
+    notes when it started and with which arguments."""
+    import rclpy
+
+    started_file = tmp_path / "started.json"
+    stand_in = tmp_path / "ros2"
+    stand_in.write_text("#!" + sys.executable + "\nimport json, sys, time\n"
+                        f"open({str(started_file)!r}, 'w').write(json.dumps([time.time(), sys.argv[1:]]))\n")
+    stand_in.chmod(0o755)
+    fake = FakePolicy()
+    env = stack.loopback_environment(int(os.environ["ROS_DOMAIN_ID"]))
+    env["PYTHONPATH"] = str(REPO)
+    command = [sys.executable, "-m", "sparsevideonav_ros.tools.play", str(short_bag), "--delay", "0.5",
+               "--wait-for-ready", "/policy/status", "--ready-timeout", "60", "--report-dir", str(tmp_path),
+               "--policy", "fake", "--then-run", str(stand_in), "bag", "play", str(short_bag), "--clock", "100"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ready_at = None
+    try:
+        started = time.monotonic()
+        while process.poll() is None and time.monotonic() - started < 120:
+            rclpy.spin_once(fake.node, timeout_sec=0.02)
+            if ready_at is None and time.monotonic() - started > 3.0:
+                ready_at = time.time()
+                fake.ready()
+        output = process.communicate(timeout=30)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        fake.node.destroy_node()
+    assert process.returncode == 0, output
+    ran_at, arguments = json.loads(started_file.read_text())
+    assert ready_at is not None and ran_at > ready_at, output
+    assert arguments == ["bag", "play", str(short_bag), "--clock", "100"]
+    # nothing was played before ready: no frame reached the graph at all (the stand-in plays nothing)
+    assert [kind for kind, _ in fake.events].count("frame") == 0
+    summary = summary_of(output)
+    assert summary["policy_ready"] is True and summary["frames_played_before_policy_ready"] == 0
+    assert summary["messages_played"] == {}
+
+
+def test_then_run_needs_wait_for_ready(short_bag):
+    result = subprocess.run([sys.executable, "-m", "sparsevideonav_ros.tools.play", str(short_bag), "--then-run",
+                             "true"], env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "--then-run needs --wait-for-ready" in result.stderr

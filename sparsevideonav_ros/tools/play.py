@@ -67,8 +67,9 @@ class BagPlayer:
 
     def __init__(self, node: Node, bag_path: str, topics: list[str], rate: float = 1.0, delay_s: float = 0.0,
                  clock_hz: float = stack.PLAYER_CLOCK_HZ, start_offset_s: float = 0.0,
-                 ready: Optional["ReadyWatch"] = None) -> None:
-        """ready: wait for the policy before playing, and count what was played before it was ready."""
+                 ready: Optional["ReadyWatch"] = None, publish: bool = True) -> None:
+        """ready: wait for the policy before playing, and count what was played before it was ready.
+        publish: False for --then-run (another player publishes the bag: no publishers here but /clock)."""
         self.node, self.rate, self.delay_s = node, rate, delay_s
         self.bag_path = bag_path
         self.ready = ready
@@ -78,10 +79,12 @@ class BagPlayer:
         wanted = topics or sorted(available)
         missing = [t for t in wanted if t not in available]
         self.connections = [c for c in self.reader.connections if c.topic in wanted]
-        if not self.connections:
+        if not publish:
+            self.connections = []
+        elif not self.connections:
             raise bags.BagError(f"{bag_path} has none of the topics to play ({', '.join(wanted)}); it has: "
                                 f"{bags.describe_topics(self.reader)}. Recorded in another namespace?")
-        for topic in missing:
+        for topic in (missing if publish else []):
             node.get_logger().warn(f"{topic} is not in the bag; not played")
         self.publishers = {}
         for connection in self.connections:
@@ -206,6 +209,7 @@ class ReadyWatch:
     def __init__(self, monitor, topic: str, timeout_s: float) -> None:
         self.monitor, self.topic, self.timeout_s = monitor, topic, timeout_s
         self.ready_since: Optional[float] = None
+        self.ready_wall: Optional[float] = None  # time.time() of ready_since (the monitor's receive times)
 
     def status(self) -> dict:
         with self.monitor.lock:
@@ -215,7 +219,7 @@ class ReadyWatch:
         if self.ready_since is None:
             state = self.status().get("state")
             if state is not None and state not in NOT_READY_STATES:
-                self.ready_since = time.monotonic()
+                self.ready_since, self.ready_wall = time.monotonic(), time.time()
         return self.ready_since is not None
 
     def state_text(self) -> str:
@@ -233,6 +237,11 @@ def replay_summary(player: BagPlayer, watch: ReadyWatch, duration_s: float, stop
 
     summary = summarise(watch.monitor.record, duration_s, {})
     frames = sum(n for topic, n in player.counts.items() if topic.endswith("/" + CAMERA_TOPIC))
+    if not player.connections:  # --then-run: another player published; the monitor received its frames
+        with watch.monitor.lock:
+            received = [wall for wall, _, _ in watch.monitor.record.frames]
+        frames = len(received)
+        player.frames_before_ready = sum(1 for wall in received if watch.ready_wall is None or wall < watch.ready_wall)
     summary.update({
         "bag": str(Path(player.bag_path).resolve()), "replay_rate": player.rate, "replay_delay_s": player.delay_s,
         "start_offset_s": round((player.start_ns - player.reader.start_time) / 1e9, 6),
@@ -241,6 +250,30 @@ def replay_summary(player: BagPlayer, watch: ReadyWatch, duration_s: float, stop
         "messages_played": dict(sorted(player.counts.items())), "stopped_early": stopped,
     })
     return summary
+
+
+def run_then(player: BagPlayer, command: list[str], stop: threading.Event) -> int:
+    """--then-run (replay.launch.py: ``ros2 bag play ...``): wait for the policy as the rosbags player does
+    (holding /clock), then run ``command`` until it ends, passing Ctrl-C / SIGTERM on; its exit code."""
+    import subprocess
+
+    player.wait_for_policy(stop)
+    if stop.is_set():
+        return 0
+    player.node.get_logger().info(f"starting: {' '.join(command)}")
+    try:
+        child = subprocess.Popen(command)
+    except OSError as error:
+        raise bags.BagError(f"cannot run {command[0]}: {error}") from error
+    while child.poll() is None and not stop.is_set():
+        time.sleep(0.1)
+    if child.poll() is None:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return child.wait()
 
 
 def write_report(report_dir: Path, policy: str, summary: dict, watch: ReadyWatch) -> Path:
@@ -273,12 +306,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--report-dir", type=Path,
                         help="write <dir>/<date>-replay-<policy>/summary.json and trajectory.png (with --wait-for-ready)")
     parser.add_argument("--policy", default="policy", help="policy name for the report folder")
+    parser.add_argument("--then-run", nargs=argparse.REMAINDER, default=[], metavar="COMMAND",
+                        help="(last) wait for the policy, then run COMMAND to play the bag instead of playing it "
+                             "here, e.g. `ros2 bag play ...` (replay.launch.py); needs --wait-for-ready")
     options = parser.parse_args(remove_ros_args(args=argv)[1:])
     if options.wait_for_ready:
         try:
             graph_namespace(options.wait_for_ready)
         except ValueError as error:
             parser.error(str(error))  # one line, exit 2
+    elif options.then_run:
+        parser.error("--then-run needs --wait-for-ready")
 
     rclpy.init(args=argv)
     stop = threading.Event()
@@ -289,8 +327,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         # One node (a process-wide `-r __node:=` would give a second one the same name): the player's node
         # is the monitor, its subscriptions spun by a thread while the main thread publishes on schedule.
-        node = GraphMonitor(stack.PLAYER_NAME, namespace=graph_namespace(options.wait_for_ready), frames=False,
-                            publishers=False)
+        node = GraphMonitor(stack.PLAYER_NAME, namespace=graph_namespace(options.wait_for_ready),
+                            frames=bool(options.then_run), publishers=False)
     else:
         node = Node(stack.PLAYER_NAME)
     player = watch = executor = spinner = None
@@ -303,9 +341,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             spinner = threading.Thread(target=spin_until, args=(executor, spin_stop), name="replay_watch", daemon=True)
             spinner.start()
         player = BagPlayer(node, options.bag, options.topics, options.rate, options.delay, options.clock,
-                           options.start_offset, ready=watch)
+                           options.start_offset, ready=watch, publish=not options.then_run)
         started = time.monotonic()
-        player.run(stop)
+        code = 0
+        if options.then_run:
+            code = run_then(player, options.then_run, stop)
+        else:
+            player.run(stop)
         if watch is not None:
             stop.wait(0.5)  # the last plans and odometry of the replayed graph
             summary = replay_summary(player, watch, time.monotonic() - started, stop.is_set())
@@ -318,7 +360,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 folder = write_report(options.report_dir, options.policy, summary, watch)
                 log.info(f"replay summary: {folder / 'summary.json'}")
                 print(f"replay summary: {folder / 'summary.json'}", flush=True)
-        return 0
+        return code
     except bags.BagError as error:
         node.get_logger().fatal(str(error))
         print(f"[FATAL] {stack.PLAYER_NAME}: {error}", file=sys.stderr, flush=True)
