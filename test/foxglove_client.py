@@ -17,6 +17,9 @@ from typing import Optional
 SUBPROTOCOLS = "foxglove.sdk.v1, foxglove.websocket.v1"
 
 
+# A wanted topic silent this long after subscribing is subscribed again (latched ones repeat every 1 s).
+RESUBSCRIBE_S = 3.0
+
 class FoxgloveClient:
     def __init__(self, host: str, port: int, timeout_s: float = 10.0) -> None:
         assert host in ("127.0.0.1", "localhost", "::1"), "tests connect on loopback only"
@@ -124,15 +127,22 @@ class FoxgloveClient:
         """Message payloads by topic until every topic in ``wanted`` has sent one (TimeoutError otherwise)."""
         received: dict[str, list[bytes]] = {}
         deadline = time.monotonic() + timeout_s
+        resubscribe_at = time.monotonic() + RESUBSCRIBE_S
         while not wanted <= set(received):
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
                 raise TimeoutError(f"no message on {sorted(wanted - set(received))}; got {sorted(received)}")
-            self.sock.settimeout(left)  # a frame is read whole or the test fails (no half-read frame is resumed)
+            if now > resubscribe_at:
+                # Latched topics are re-sent every second: silence this long means the subscription did not take
+                # (the server can refuse one it has not registered yet, "unknown channel"): ask again.
+                self.subscribe(sorted(t for t in wanted - set(received) if t in self.channels))
+                resubscribe_at = now + RESUBSCRIBE_S
+            self.sock.settimeout(min(left, RESUBSCRIBE_S))  # a frame is read whole or the test fails
             try:
                 opcode, payload = self.frame()
             except socket.timeout:
-                raise TimeoutError(f"no message on {sorted(wanted - set(received))}; got {sorted(received)}") from None
+                continue  # the deadline and the re-subscription are checked at the top of the loop
             if opcode == 0x1:
                 self.handle_text(payload)
             elif opcode == 0x2 and payload[0] == 0x01:  # messageData

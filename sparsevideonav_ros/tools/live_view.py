@@ -74,10 +74,8 @@ class LiveView(common.StackNode):
             if known is None:
                 raise ConfigError(f"topic {topic} is not a stack topic; known: {', '.join(stack.TOPICS)}")
             plan.append((topic, known.msg_type, known.subscription_profiles, known.qos == "latched"))
-        try:
-            self.server = foxglove.start_server(name="sparsevideonav_ros", host=host, port=port)
-        except Exception as error:  # the SDK raises its own error types (address in use, bad host)
-            raise ConfigError(f"Foxglove live view cannot serve on {host}:{port}: {error}") from None
+        # Every channel exists before the server starts: a client that connects at once is advertised the
+        # whole set (a channel added while a client subscribes can be unknown to the server at that moment).
         for topic, msg_type, profiles, latched in plan:
             self.channels[topic] = foxglove.Channel(topic, schema=self.schema(msg_type), message_encoding="cdr")
             if msg_type == TF_TYPE and TFMessage is None:
@@ -90,6 +88,10 @@ class LiveView(common.StackNode):
                                    forward=False)
                 continue
             self.subscribe(topic, msg_type, profiles, latched, forward=True)
+        try:
+            self.server = foxglove.start_server(name="sparsevideonav_ros", host=host, port=port)
+        except Exception as error:  # the SDK raises its own error types (address in use, bad host)
+            raise ConfigError(f"Foxglove live view cannot serve on {host}:{port}: {error}") from None
         self.create_timer(RESEND_LATCHED_S, self.resend_latched)
         self.port = self.server.port
         where = f"ws://{host}:{self.port}"
