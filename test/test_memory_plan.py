@@ -220,7 +220,7 @@ def test_tool_prints_the_plan_and_what_would_fit(capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--params-file", "/no/such.yaml"], "cannot read /no/such.yaml"),
+    (["--params-file", "/no/such.yaml"], "--params-file /no/such.yaml: No such file"),
     (["--policy", "scripted"], "has no memory plan"),
     (["--policy", "janusvln", "--set", "janusvln.quantization=int4"], "quantization"),
     (["--policy", "janusvln", "--set", "janusvln.checkpoint=/no/such/folder"], "no config.json"),

@@ -240,19 +240,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="policy parameter (YAML value), e.g. -p action_head=pose; repeatable")
     parser.add_argument("arguments", nargs="*", help="extra launch arguments name:=value")
     options = parser.parse_args(argv)
-    import yaml
-
+    from sparsevideonav_ros.tools.evaluate import parse_values
     from sparsevideonav_ros.tools.launch import parse_launch_arguments
-    params = {}
     try:
-        for item in options.param:
-            if "=" not in item:
-                raise ValueError(f"-p takes NAME=VALUE, got {item!r}")
-            name, value = item.split("=", 1)
-            try:
-                params[name.strip()] = yaml.safe_load(value)
-            except yaml.YAMLError as error:
-                raise ValueError(f"-p {item}: the value is not valid YAML ({getattr(error, 'problem', error)})") from None
+        params = parse_values(options.param)  # ConfigError (a ValueError) for a bad -p
         arguments = parse_launch_arguments(options.arguments)
         run_dir, summary = run_demo(options.out, options.duration, options.policy, options.instruction,
                                     extra_arguments=arguments, policy_params=params)

@@ -771,8 +771,8 @@ def parse_values(items: list[str]) -> dict[str, Any]:
     return values
 
 
-def policy_block(params_file: Path, policy: str) -> dict[str, Any]:
-    """The ``<policy>:`` block of policy_node's parameters in a params YAML (as params_file:= takes it)."""
+def policy_node_parameters(params_file: Path) -> dict[str, Any]:
+    """policy_node's ``ros__parameters`` in a params YAML (any namespace pattern, as params_file:= takes it)."""
     import yaml
 
     try:
@@ -783,9 +783,15 @@ def policy_block(params_file: Path, policy: str) -> dict[str, Any]:
         raise ConfigError(f"--params-file {params_file}: not valid YAML: {yaml_error_text(error)}") from None
     for key, block in (data.items() if isinstance(data, dict) else ()):
         if str(key).rstrip("/").split("/")[-1] == "policy_node" and isinstance(block, dict):
-            values = (block.get("ros__parameters") or {}).get(policy)
-            if isinstance(values, dict):
-                return values
+            return dict(block.get("ros__parameters") or {})
+    raise ConfigError(f"--params-file {params_file} has no policy_node block (ros__parameters)")
+
+
+def policy_block(params_file: Path, policy: str) -> dict[str, Any]:
+    """The ``<policy>:`` block of policy_node's parameters in a params YAML (as params_file:= takes it)."""
+    values = policy_node_parameters(params_file).get(policy)
+    if isinstance(values, dict):
+        return values
     raise ConfigError(f"--params-file {params_file} has no policy_node block for policy {policy!r}")
 
 

@@ -19,22 +19,6 @@ from typing import Any, Optional
 PACKAGE_PARAMS = Path(__file__).resolve().parents[2] / "params" / "policy.yaml"
 
 
-def read_policy_parameters(path: Path) -> dict[str, Any]:
-    """policy_node's ros__parameters of a params file (any namespace pattern)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror or error}") from error
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from error
-    for key, block in data.items() if isinstance(data, dict) else ():
-        if str(key).rstrip("/").split("/")[-1] == "policy_node" and isinstance(block, dict):
-            return dict(block.get("ros__parameters") or {})
-    raise ValueError(f"{path} has no policy_node block (ros__parameters)")
-
-
 def policy_config(parameters: dict[str, Any], policy: str, device: Optional[str], overrides: list[str]):
     import yaml
 
@@ -76,7 +60,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         from sparsevideonav_ros.configs import ConfigError
         from sparsevideonav_ros.policies import memory_plan
 
-        parameters = read_policy_parameters(args.params_file)
+        from sparsevideonav_ros.tools.evaluate import policy_node_parameters
+        parameters = policy_node_parameters(args.params_file)
         policy = args.policy or str(parameters.get("policy", ""))
         if policy not in ("janusvln", "sparsevideonav"):
             raise ValueError(f"policy {policy!r} has no memory plan: give --policy janusvln or sparsevideonav")

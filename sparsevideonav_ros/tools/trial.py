@@ -176,21 +176,6 @@ def run_sim(trial_path: Path, out_root: Path, policy: str, duration_s: float, po
 
 # -- command line -----------------------------------------------------------------------------
 
-def parse_policy_params(items: list[str]) -> dict:
-    import yaml
-
-    values = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"-p takes NAME=VALUE, got {item!r}")
-        name, text = item.split("=", 1)
-        try:
-            values[name.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"-p {item!r}: not a YAML value: {error}") from None
-    return values
-
-
 def goal_from_numbers(numbers: Optional[list[float]]) -> Optional[Goal]:
     if not numbers:
         return None
@@ -283,7 +268,8 @@ def parse_launch_arguments(items: list[str]) -> dict[str, str]:
 def command_run_sim(options) -> int:
     if not options.duration > 0:
         raise ConfigError(f"--duration must be > 0 seconds, got {options.duration:g}")
-    params = parse_policy_params(options.param)
+    from sparsevideonav_ros.tools.evaluate import parse_values
+    params = parse_values(options.param)
     bag, result, summary = run_sim(trial_file(options.trial), options.out, options.policy, options.duration, params,
                                    parse_launch_arguments(options.arguments))
     print_metrics(result)
