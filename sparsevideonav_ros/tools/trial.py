@@ -251,13 +251,12 @@ def command_metrics(options) -> int:
 def parse_launch_arguments(items: list[str]) -> dict[str, str]:
     """name:=value launch arguments, checked against bringup's before anything starts."""
     from sparsevideonav_ros import stack
+    from sparsevideonav_ros.tools import launch
 
-    arguments = {}
-    for item in items:
-        if ":=" not in item:
-            raise ConfigError(f"launch arguments are name:=value, got {item!r}")
-        key, value = item.split(":=", 1)
-        arguments[key] = value
+    try:
+        arguments = launch.parse_launch_arguments(items)
+    except SystemExit as error:  # the runner's own parser exits with the message
+        raise ConfigError(str(error)) from None
     try:
         stack.resolve_arguments("bringup", arguments)
     except ValueError as error:
