@@ -524,3 +524,17 @@ def test_generation_killed_and_resumed_then_training_gives_a_head_the_policy_run
     (tmp_path / "head" / "backbone.json").write_text(json.dumps({**backbone, "weights": "0" * 24}))
     with pytest.raises(CheckpointError, match=f"backbone weights 0{{24}} .*has weights digest {backbone['weights']}"):
         load_models(SparseVideoNavConfig(action_head="dit", action_head_dir=str(tmp_path / "head")))
+
+
+def test_dataloader_workers_leave_ctrl_c_to_the_main_process():
+    # Ctrl-C reaches the whole process group: a worker that dies on it would end the run without the
+    # checkpoint the main process saves on SIGINT (StopRequest).
+    import signal
+
+    from sparsevideonav_ros.training.trainer import ignore_sigint
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        ignore_sigint(0)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -30,6 +30,7 @@ import json
 import math
 import shutil
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -235,6 +236,12 @@ def latest_checkpoint(out: Path) -> Optional[Path]:
 
 # -- the loop --------------------------------------------------------------------------------------
 
+def ignore_sigint(_worker_id: int) -> None:
+    """DataLoader worker_init_fn: Ctrl-C reaches the whole process group; the workers leave it to the main
+    process, which saves a checkpoint (StopRequest), instead of dying with "worker exited unexpectedly"."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequence[TrainingSample],
                       head_config: ActionHeadConfig, out: Path, options: TrainingOptions, resume: bool = False,
                       backbone: Optional[dict] = None, report_extra: Optional[dict] = None,
@@ -317,7 +324,12 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
     device = accelerator.device
     checkpoint_path: Optional[Path] = None
     status = "finished"
-    with StopRequest() as stop:
+    from tqdm import tqdm
+
+    # The main process shows steps, loss and the ETA; the log lines below stay for logs and trackers.
+    bar = tqdm(total=total_steps, initial=progress.step, desc="training", unit="step", disable=not main,
+               mininterval=1.0 if sys.stderr.isatty() else 10.0)
+    with StopRequest() as stop, bar:
         while progress.step < total_steps:
             epoch, first = divmod(progress.step, steps_per_epoch)
             order = torch.randperm(len(train_samples), generator=torch.Generator().manual_seed(options.seed + epoch))
@@ -328,7 +340,7 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
             # its own generator (worker seeds): an iterator drawn from the global RNG would shift the dropout
             # draws of a run resumed mid-epoch against an uninterrupted one
             loader = torch.utils.data.DataLoader(dataset, batch_sampler=mine, collate_fn=collate,
-                                                 num_workers=options.num_workers,
+                                                 num_workers=options.num_workers, worker_init_fn=ignore_sigint,
                                                  generator=torch.Generator().manual_seed(options.seed + epoch))
             micro_batches = iter(loader)
             for _ in batches:
@@ -351,6 +363,8 @@ def train_action_head(train_samples: Sequence[TrainingSample], val_samples: Sequ
                 optimizer.zero_grad(set_to_none=True)
                 progress.step += 1
                 progress.losses.append(float(accelerator.reduce(step_loss, reduction="mean").item()))
+                bar.update(1)
+                bar.set_postfix(loss=f"{progress.losses[-1]:.4f}", refresh=False)
                 if progress.step % options.log_every == 0 or progress.step == total_steps:
                     if options.log_with != "none":
                         accelerator.log({"train/loss": progress.losses[-1], "train/lr": scheduler.get_last_lr()[0],
