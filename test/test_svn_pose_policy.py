@@ -337,3 +337,44 @@ def test_train_action_head_relabels_imagined_futures_through_the_pose_head(tiny_
     with pytest.raises(ValueError, match="pose head"):
         generate_futures(policy, [episode], FutureCache(tmp_path / "x", {"relabel": None}), every,
                          pose_head=policy.build_pose_head(), progress=False)
+
+def test_relabelling_goes_through_each_episodes_recorded_mount(tiny_models, tmp_path):
+    """An episode that records its camera mount (CameraModel height/pitch) is relabelled through it, whatever
+    --camera-mount says: the walk rendered from the D455 mount gives the walk's labels although the policy is
+    configured for the Osmo, and the same frames without a recorded mount (Osmo assumed) do not."""
+    from sparsevideonav_ros.datasets.episodes import CameraModel, Episode, FrameList
+    from sparsevideonav_ros.training.future_cache import FutureCache
+    from sparsevideonav_ros.training.generation import episode_pose_head, generate_futures
+    from sparsevideonav_ros.training.labels import planning_frames
+    from sparsevideonav_ros.training.samples import training_samples
+    d455 = MOUNT_PRESETS["d455"]
+    walk, _ = _walk(d455)
+    policy = SparseVideoNavPolicy(SparseVideoNavConfig(sampler_steps=2, horizontal_fov_deg=FOV_DEG,
+                                                       camera_mount="osmo"), models=tiny_models)
+    policy.imagined_frames = lambda latents: (walk[0], walk[1:])
+    default = policy.build_pose_head()
+    recorded = CameraModel(SIZE, SIZE, mount_height_m=d455.height_m,
+                           mount_pitch_down_deg=math.degrees(d455.pitch_down_rad))
+    built: dict = {}
+    frames = FrameList(noise(16, shape=(SIZE, SIZE, 3)))
+
+    def episode(camera):
+        return Episode("walk", "test", INSTRUCTION, frames, np.arange(16) * 0.25, camera)
+
+    head = episode_pose_head(policy, default, episode(recorded), built)
+    assert head is not default and episode_pose_head(policy, default, episode(recorded), built) is head
+    assert math.isclose(head.mount.height_m, 0.45) and math.isclose(head.mount.pitch_down_rad, d455.pitch_down_rad)
+    assert episode_pose_head(policy, default, episode(CameraModel(SIZE, SIZE)), built) is default
+
+    def labels(camera, name):
+        cache = FutureCache(tmp_path / name, {"relabel": {"test": 1}})
+        generate_futures(policy, [episode(camera)], cache, lambda e: planning_frames(len(e)), pose_head=default,
+                         progress=False, log=lambda m: None)
+        return training_samples(cache, [episode(camera)], "relabel")[0]["walk"]
+
+    through_d455 = labels(recorded, "d455")
+    assert len(through_d455) == 2
+    for sample in through_d455:
+        np.testing.assert_allclose(sample.actions[:, 0], 0.075, atol=0.0075)  # 0.3 m/s x 0.25 s
+    through_osmo = labels(CameraModel(SIZE, SIZE), "osmo")
+    assert not through_osmo or any(abs(float(s.actions[0, 0]) - 0.075) > 0.0075 for s in through_osmo)

@@ -107,7 +107,7 @@ def _source_identity(source: str) -> str:
 
 def episode_fingerprint(episode) -> str:
     """What identifies an episode's content for the cache, cheaply: instruction, frame count and stamps (ms),
-    the source (resolved path and its files' sizes), the camera's intrinsics (relabelling reads them) and the
+    the source (resolved path and its files' sizes), the camera's intrinsics and mount (relabelling reads them) and the
     pixels of the first, middle and last frame (decoded: three frames read, not the episode).
 
     An episode edited under the same id (another instruction, other frames, another collection's walk_0001)
@@ -118,6 +118,8 @@ def episode_fingerprint(episode) -> str:
     digest.update(b"\0" + _source_identity(episode.source).encode() + b"\0")
     matrix = episode.camera.intrinsics() if episode.camera is not None else None
     digest.update(b"" if matrix is None else np.ascontiguousarray(matrix, dtype=np.float64).tobytes())
+    if episode.camera is not None:  # relabelling scales and projects through the recorded mount
+        digest.update(f"mount:{episode.camera.mount_height_m}:{episode.camera.mount_pitch_down_deg}".encode())
     count = len(episode.frames)
     for index in sorted({0, count // 2, count - 1} if count else set()):
         frame = np.ascontiguousarray(np.asarray(episode.frames[index]))

@@ -93,13 +93,35 @@ def generate_futures(policy, episodes: Sequence[Episode], cache: FutureCache,
     bar = tqdm(total=sum(len(m) for _, _, m in todo), desc=f"imagining futures (rank {rank})", unit="sample",
                disable=not progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
     try:
+        heads: dict = {}
         for episode, fingerprint, missing in todo:
-            _generate_episode(policy, episode, fingerprint, set(missing), writer, pose_head, summary, bar)
+            _generate_episode(policy, episode, fingerprint, set(missing), writer,
+                              episode_pose_head(policy, pose_head, episode, heads), summary, bar)
         writer.flush()
     finally:
         bar.close()
     log(f"rank {rank}: {summary.generated} futures generated, {summary.cached} of {summary.wanted} already cached")
     return summary
+
+
+def episode_pose_head(policy, pose_head, episode: Episode, built: dict):
+    """The pose head that relabels ``episode``: through its recorded mount (CameraModel mount_height_m and
+    mount_pitch_down_deg; the forward/lateral offsets stay the configured mount's) when it has one, else
+    ``pose_head`` (the configured --camera-mount). ``built`` caches one head per distinct mount (a da3 head
+    loads its network)."""
+    camera = episode.camera
+    if pose_head is None or camera is None or camera.mount_height_m is None or camera.mount_pitch_down_deg is None:
+        return pose_head
+    key = (float(camera.mount_height_m), float(camera.mount_pitch_down_deg))
+    if key not in built:
+        import dataclasses
+
+        from sparsevideonav_ros.policies.sparsevideonav.policy import camera_mount
+        configured = camera_mount(policy.config)
+        built[key] = policy.build_pose_head(dataclasses.replace(
+            policy.config, camera_mount="custom", mount_height_m=key[0], mount_pitch_down_deg=key[1],
+            mount_forward_m=configured.forward_m))
+    return built[key]
 
 
 def _generate_episode(policy, episode: Episode, fingerprint: str, wanted: set[int], writer, pose_head,

@@ -73,9 +73,10 @@ class SparseVideoNavPolicy(Policy):
         if self.models.action_head is not None:
             self.models.action_head.compile_repeated_blocks(**options)
 
-    def build_pose_head(self) -> PoseHead:
-        """The pose head of this config (estimator, mount); also used to relabel imagined futures for training."""
-        config = self.config
+    def build_pose_head(self, config: Optional[SparseVideoNavConfig] = None) -> PoseHead:
+        """The pose head of this config (estimator, mount), or of ``config`` (training relabels each episode
+        through its own recorded mount)."""
+        config = config or self.config
         mount = camera_mount(config)
         return PoseHead(make_estimator(config.pose_estimator, mount, **_estimator_options(config)), mount,
                         PoseHeadConfig(min_valid_frames=min(2, config.pose_future_instants)))
