@@ -77,6 +77,21 @@ def add_connection(writer: Writer, topic: str, msg_type: str, qos_profile: Optio
     return writer.add_connection(topic, msg_type, typestore=typestore(), offered_qos_profiles=offered_qos(qos_profile))
 
 
+def write_bag(folder: str | Path, records: Iterable[tuple[int, str, str, bytes]], storage: str = "mcap") -> Path:
+    """(bag time ns, topic, msg type, CDR bytes) records, in any order -> a closed bag at ``folder``; each
+    topic's connection is made at its first message, as a recorder does (tests, synthetic recordings)."""
+    writer = open_writer(folder, storage)
+    connections: dict[str, Connection] = {}
+    try:
+        for bag_ns, topic, msg_type, data in sorted(records, key=lambda record: record[0]):
+            if topic not in connections:
+                connections[topic] = add_connection(writer, topic, msg_type)
+            writer.write(connections[topic], bag_ns, data)
+    finally:
+        writer.close()
+    return Path(folder)
+
+
 def serialize(message: Any, msg_type: str) -> bytes:
     """rosbags message object -> CDR bytes (what rclpy would publish)."""
     return bytes(typestore().serialize_cdr(message, msg_type))

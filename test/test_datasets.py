@@ -95,13 +95,8 @@ def write_recorded_bag(folder: Path, seconds: float = 4.0, instruction: str = IN
                                                               KeyValue(key="state", value="ok")])
         records.append((int((T0 + second + 0.5) * 1e9), "/policy/status", "diagnostic_msgs/msg/DiagnosticArray",
                         DiagnosticArray(status=[status])))
-    writer = bags.open_writer(folder)
-    connections = {}
-    for received, topic, msg_type, message in sorted(records, key=lambda r: r[0]):
-        if topic not in connections:
-            connections[topic] = bags.add_connection(writer, topic, msg_type)
-        writer.write(connections[topic], received, serialize_message(message))
-    writer.close()
+    bags.write_bag(folder, [(received, topic, msg_type, serialize_message(message))
+                            for received, topic, msg_type, message in records])
     return folder
 
 

@@ -63,13 +63,7 @@ def write_episode_bag(folder: Path, seconds: float = 4.0, fps: float = 15.0, sto
     if with_instruction:
         records.append((int((T0 - 0.05) * 1e9), "/instruction", "std_msgs/msg/String",
                         serialize(String(data=INSTRUCTION))))
-    writer = bags.open_writer(folder, storage)
-    connections = {}
-    for recv, topic, msg_type, data in sorted(records, key=lambda r: r[0]):
-        if topic not in connections:
-            connections[topic] = bags.add_connection(writer, topic, msg_type)
-        writer.write(connections[topic], recv, data)
-    writer.close()
+    bags.write_bag(folder, records, storage)
     return folder
 
 

@@ -106,13 +106,7 @@ def write_bag(folder: Path, segments=SEGMENTS, duration_s: float = 12.0, start_o
         add(t + 0.004, "/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage",
             CompressedImage(header=Header(stamp=common.seconds_to_stamp(T0 + t), frame_id="camera_link"),
                             format="jpeg", data=b"\xff\xd8"))
-    writer = bags.open_writer(folder)
-    connections = {}
-    for recv, topic, msg_type, data in sorted(records, key=lambda r: r[0]):
-        if topic not in connections:
-            connections[topic] = bags.add_connection(writer, topic, msg_type)
-        writer.write(connections[topic], recv, data)
-    writer.close()
+    bags.write_bag(folder, records)
     return folder
 
 
