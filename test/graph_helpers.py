@@ -22,7 +22,9 @@ def write_params(path: Path, blocks: dict[str, dict]) -> str:
 
 
 def start_graph(tmp_path: Path, nodes: Optional[tuple[str, ...]] = None, arguments: Optional[dict] = None,
-                overrides: Optional[dict[str, dict]] = None) -> GraphRunner:
+                overrides: Optional[dict[str, dict]] = None, modules: Optional[dict[str, str]] = None) -> GraphRunner:
+    """bringup's processes (or ``nodes`` of them) over loopback; ``modules``: {node: module in test/} runs a
+    test entry point in place of a node's own module (the test folder is put on the children's path)."""
     arguments = dict(arguments or {})
     if overrides:
         arguments["params_file"] = write_params(tmp_path / "overrides.yaml", overrides)
@@ -30,6 +32,11 @@ def start_graph(tmp_path: Path, nodes: Optional[tuple[str, ...]] = None, argumen
     if nodes is not None:
         processes = [p for p in processes if p.node in nodes]
     env = stack.loopback_environment(int(os.environ["ROS_DOMAIN_ID"]))
+    for process in processes:
+        if modules and process.node in modules:
+            process.module = modules[process.node]
+    if modules:
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent), env.get("PYTHONPATH", "")])
     return GraphRunner(processes, env=env, log_dir=tmp_path / "logs").start()
 
 

@@ -3,7 +3,7 @@ from sensor_msgs.msg import CompressedImage
 
 import math
 
-from graph_helpers import logs, start_graph, wait_until, write_params
+from graph_helpers import logs, start_graph, wait_until
 from sparsevideonav_ros.core import images
 from sparsevideonav_ros.nodes import common
 from sparsevideonav_ros.tools.monitor import GraphMonitor
@@ -81,18 +81,13 @@ def test_the_pose_head_drives_the_sim_robot_with_the_release_layout_and_no_head(
     imagined future is a rendered 0.3 m/s straight walk instead of the tiny random model's noise, which the
     estimator would refuse (the test above). So the robot moving forward at about 0.3 m/s, straight, is the pose
     head's opencv estimate of that walk through the plan, the controller and the bridge."""
-    import os
-    from pathlib import Path
-
     import numpy as np
 
     import rendered_imagination_node as rendered
     from graph_helpers import moving
     from svn_helpers import write_release_layout
-    from sparsevideonav_ros import stack
     from sparsevideonav_ros.policies.sparsevideonav import models
     from sparsevideonav_ros.policies.sparsevideonav.configuration_sparsevideonav import SparseVideoNavConfig
-    from sparsevideonav_ros.tools.launch import GraphRunner
 
     release, wan, _ = write_release_layout(models.load_models(SparseVideoNavConfig()), tmp_path / "models")
     size = rendered.SIZE  # square camera frames: the centre crop keeps all, the rendered K is the camera's
@@ -102,16 +97,10 @@ def test_the_pose_head_drives_the_sim_robot_with_the_release_layout_and_no_head(
                                  "sparsevideonav": {"checkpoint": str(release), "wan_diffusers_dir": str(wan),
                                                     "sampler_steps": 2, "camera_mount": rendered.MOUNT,
                                                     "horizontal_fov_deg": 100.0}}}
-    arguments = {"policy": "sparsevideonav", "camera": "synthetic", "robot": "sim",
-                 "instruction": "walk forward and stop by the wooden door",
-                 "params_file": str(write_params(tmp_path / "overrides.yaml", overrides))}
-    processes = stack.plan_processes("bringup", arguments)
-    policy_process = next(p for p in processes if p.node == "policy_node")
-    policy_process.module = "rendered_imagination_node"
-    env = stack.loopback_environment(int(os.environ["ROS_DOMAIN_ID"]))
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent), env.get("PYTHONPATH", "")])
     monitor = GraphMonitor("svn_pose_drive_monitor")
-    runner = GraphRunner(processes, env=env, log_dir=tmp_path / "logs").start()
+    runner = start_graph(tmp_path, arguments={"policy": "sparsevideonav", "camera": "synthetic", "robot": "sim",
+                                              "instruction": "walk forward and stop by the wooden door"},
+                         overrides=overrides, modules={"policy_node": "rendered_imagination_node"})
 
     def walked():
         odom = monitor.record.odom
